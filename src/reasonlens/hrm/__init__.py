@@ -1,0 +1,44 @@
+"""The HRM family: HRM-ACT-v1 (official-equivalent), TRM, the direct-prediction transformer and the
+paper-notation HRM; their optimizers (AdamATan2, sparse SignSGD), loss head, EMA and checkpoints."""
+
+from reasonlens.hrm.baselines import HRM, HRMState, TransformerACT, TransformerACTConfig
+from reasonlens.hrm.checkpoint import (
+    CheckpointError,
+    export_official_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from reasonlens.hrm.config import ConfigError, HRMConfig, TRMConfig
+from reasonlens.hrm.ema import EMA
+from reasonlens.hrm.losses import IGNORE_LABEL_ID, ACTLossHead, softmax_cross_entropy, stablemax_cross_entropy
+from reasonlens.hrm.model import ACTModel, Carry, HRMACTv1, InnerCarry
+from reasonlens.hrm.optimizers import AdamATan2
+from reasonlens.hrm.sparse_embedding import CastedSparseEmbedding, CastedSparseEmbeddingSignSGD_Distributed
+from reasonlens.hrm.trm import TRM
+
+__all__ = [
+    "EMA",
+    "HRM",
+    "IGNORE_LABEL_ID",
+    "TRM",
+    "ACTLossHead",
+    "ACTModel",
+    "AdamATan2",
+    "Carry",
+    "CastedSparseEmbedding",
+    "CastedSparseEmbeddingSignSGD_Distributed",
+    "CheckpointError",
+    "ConfigError",
+    "HRMACTv1",
+    "HRMConfig",
+    "HRMState",
+    "InnerCarry",
+    "TRMConfig",
+    "TransformerACT",
+    "TransformerACTConfig",
+    "export_official_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+    "softmax_cross_entropy",
+    "stablemax_cross_entropy",
+]
