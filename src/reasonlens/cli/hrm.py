@@ -1,0 +1,64 @@
+"""``reasonlens hrm ...``: inspect model configs and convert checkpoints between our and the official format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reasonlens.cli.errors import friendly_errors
+
+app = typer.Typer(help="HRM family: model configs and checkpoints.", no_args_is_help=True)
+
+ARCH_HELP = "model class: hrm_act_v1 | trm | transformer_act"
+
+
+@app.command()
+def params(
+    config: Annotated[Path, typer.Argument(help="flat model config YAML (e.g. configs/hrm_v1_sudoku.yaml)")],
+    arch: Annotated[str, typer.Option(help=ARCH_HELP)] = "hrm_act_v1",
+) -> None:
+    """Build the model of a config and print its parameter count per module."""
+    from reasonlens.hrm.checkpoint import build_model
+    from reasonlens.utils.io import read_yaml
+
+    with friendly_errors():
+        model = build_model(arch, read_yaml(config))
+    counts: dict[str, int] = {}
+    for name, param in model.named_parameters():  # dense parameters only (what the paper counts)
+        group = name.split(".")[1]
+        counts[group] = counts.get(group, 0) + param.numel()
+    for group, count in counts.items():
+        typer.echo(f"  {group:<14} {count:>12,}")
+    typer.echo(f"  {'total':<14} {sum(counts.values()):>12,}")
+    if model.config.puzzle_emb_ndim:
+        rows, dim = model.puzzle_emb.weights.shape
+        typer.echo(f"  + puzzle embedding table {rows:,} x {dim} (sparse buffer, trained by SignSGD, not counted)")
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help="checkpoint: our run dir / model.safetensors, or an official folder")],
+    dst: Annotated[Path, typer.Argument(help="output folder")],
+    to: Annotated[str, typer.Option(help="target format: official | ours")],
+    seq_len: Annotated[
+        int | None, typer.Option(help="sequence length, if an official checkpoint's dataset is absent")
+    ] = None,
+    data_path: Annotated[
+        Path | None, typer.Option(help="dataset folder with train/dataset.json (gives seq_len)")
+    ] = None,
+) -> None:
+    """Convert a checkpoint to the official layout (checkpoint + all_config.yaml) or to ours."""
+    from reasonlens.hrm.checkpoint import export_official_checkpoint, load_checkpoint, save_checkpoint
+
+    if to not in ("official", "ours"):
+        typer.echo(f"error: --to must be 'official' or 'ours', got {to!r}", err=True)
+        raise typer.Exit(2)
+    with friendly_errors():
+        model = load_checkpoint(src, seq_len=seq_len, data_path=data_path)
+        if to == "official":
+            export_official_checkpoint(model, dst)
+        else:
+            save_checkpoint(model, dst)
+    typer.echo(f"wrote {to} checkpoint of {type(model).__name__} to {dst}")
