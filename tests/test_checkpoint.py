@@ -206,6 +206,7 @@ class NotATensor:
         return (print, ("this must never run",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_weights_only_refuses_pickled_code(tmp_path, capsys):
     folder, *_ = official_fixture_folder(tmp_path)
     with open(folder / "checkpoint", "wb") as handle:
@@ -244,3 +245,47 @@ def test_a_failed_save_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         checkpoint_module.save_checkpoint(model, tmp_path / "run")
     assert list((tmp_path / "run").iterdir()) == []
+
+
+def test_optimizer_state_round_trip_resumes_exactly(tmp_path):
+    """Train 4 steps straight vs 2 steps, save (model + optimizers), load into fresh objects, 2 more."""
+    from reasonlens.hrm import ACTLossHead, AdamATan2, CastedSparseEmbeddingSignSGD_Distributed, load_optimizer_state
+
+    def setup(model):
+        dense = AdamATan2(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+        sparse = CastedSparseEmbeddingSignSGD_Distributed(model.puzzle_emb.parameters(), world_size=1, lr=1e-3)
+        return ACTLossHead(model), [dense, sparse]
+
+    def train(model, head, optimizers, steps, seed):
+        g = torch.Generator().manual_seed(seed)
+        model.train()
+        for _ in range(steps):
+            batch = {
+                "inputs": torch.randint(0, 7, (3, 10), generator=g),
+                "labels": torch.randint(1, 7, (3, 10), generator=g),
+                "puzzle_identifiers": torch.randint(0, 4, (3,), generator=g, dtype=torch.int32),
+            }
+            carry = head.initial_carry(batch)
+            _, loss, *_ = head(carry, batch)
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+                opt.zero_grad()
+
+    straight = trained_like(HRMACTv1, halt_exploration_prob=0.0)
+    head, opts = setup(straight)
+    train(straight, head, opts, 2, seed=1)
+    train(straight, head, opts, 2, seed=2)
+
+    first = trained_like(HRMACTv1, halt_exploration_prob=0.0)
+    head, opts = setup(first)
+    train(first, head, opts, 2, seed=1)
+    save_checkpoint(first, tmp_path, optimizers=opts, train_state={"step": 2})
+    resumed = load_checkpoint(tmp_path)
+    head, opts = setup(resumed)
+    assert load_optimizer_state(tmp_path, opts) == {"step": 2}
+    train(resumed, head, opts, 2, seed=2)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(CheckpointError, match="2 optimizer states, 1 optimizers given"):
+        load_optimizer_state(tmp_path, opts[:1])

@@ -6,6 +6,7 @@ from reasonlens.hrm.checkpoint import (
     CheckpointError,
     export_official_checkpoint,
     load_checkpoint,
+    load_optimizer_state,
     save_checkpoint,
 )
 from reasonlens.hrm.config import ConfigError, HRMConfig, TRMConfig
@@ -38,6 +39,7 @@ __all__ = [
     "TransformerACTConfig",
     "export_official_checkpoint",
     "load_checkpoint",
+    "load_optimizer_state",
     "save_checkpoint",
     "softmax_cross_entropy",
     "stablemax_cross_entropy",

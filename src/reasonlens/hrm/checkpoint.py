@@ -33,6 +33,7 @@ from reasonlens.utils.io import load_safetensors, read_yaml, save_safetensors, t
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
+OPTIMIZER_FILE = "optimizer.pt"
 OFFICIAL_CONFIG_FILE = "all_config.yaml"
 OFFICIAL_WEIGHT_FILE = "checkpoint"
 
@@ -93,14 +94,39 @@ def build_model(arch: str, model_config: dict) -> ACTModel:
 # Our format
 
 
-def save_checkpoint(model: ACTModel, run_dir: str | os.PathLike, run_config: dict | None = None) -> Path:
-    """Write ``model.safetensors`` and ``config.yaml`` (arch, model config, ``run_config``) into ``run_dir``."""
+def save_checkpoint(
+    model: ACTModel,
+    run_dir: str | os.PathLike,
+    run_config: dict | None = None,
+    optimizers: list[torch.optim.Optimizer] | None = None,
+    train_state: dict | None = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``config.yaml`` (arch, model config, ``run_config``) into ``run_dir``;
+    with ``optimizers`` also ``optimizer.pt`` (their state dicts + ``train_state``, e.g. step and RNG) for
+    resuming. Each file is written atomically."""
     run_dir = Path(run_dir)
     arch = model_arch(model)
     save_safetensors(run_dir / MODEL_FILE, model.state_dict(), metadata={"arch": arch, "format": "reasonlens-hrm"})
     config = {"arch": arch, "model": model.config.model_dump(), **(run_config or {})}
     write_yaml(run_dir / CONFIG_FILE, config)
+    if optimizers is not None:
+        payload = {"optimizers": [opt.state_dict() for opt in optimizers], "train_state": train_state or {}}
+        torch_save_atomic(payload, run_dir / OPTIMIZER_FILE)
     return run_dir
+
+
+def load_optimizer_state(run_dir: str | os.PathLike, optimizers: list[torch.optim.Optimizer]) -> dict:
+    """Restore the optimizers saved by :func:`save_checkpoint` (same order); return the saved ``train_state``."""
+    path = Path(run_dir) / OPTIMIZER_FILE
+    if not path.is_file():
+        raise CheckpointError(f"no optimizer state to resume from: {path} does not exist")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    saved = payload["optimizers"]
+    if len(saved) != len(optimizers):
+        raise CheckpointError(f"{path} holds {len(saved)} optimizer states, {len(optimizers)} optimizers given")
+    for optimizer, state in zip(optimizers, saved):
+        optimizer.load_state_dict(state)
+    return payload["train_state"]
 
 
 def _load_ours(weights_path: Path, config_path: Path, device, overrides: dict) -> ACTModel:

@@ -24,13 +24,15 @@ class ConfigError(ValueError):
 def _format_validation_error(cls_name: str, err: ValidationError, allowed: list[str]) -> str:
     lines = []
     for item in err.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "(config)"
         msg = item["msg"].removeprefix("Value error, ")
+        if not item["loc"]:  # a check across fields: its message names them
+            lines.append(f"  {msg}")
+            continue
         if item["type"] == "extra_forbidden":
             msg = f"unknown field; allowed fields: {', '.join(allowed)}"
         elif "input" in item and item["type"] != "missing":
             msg = f"{msg} (got {item['input']!r})"
-        lines.append(f"  {field}: {msg}")
+        lines.append(f"  {'.'.join(str(p) for p in item['loc'])}: {msg}")
     return f"invalid {cls_name} config:\n" + "\n".join(lines)
 
 

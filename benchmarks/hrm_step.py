@@ -1,0 +1,199 @@
+"""Train-step time and memory of HRM-ACT-v1, eager and compiled, and memory against recursion depth.
+
+One "step" is the official ``train_batch``: ACT loss head forward on the persistent carry (segment +
+target-Q pass), backward of loss / batch, AdamATan2 and sparse SignSGD steps.
+
+Cases:
+- ``sudoku``: the official Sudoku config (27.3M parameters), batch 768, bf16 — CUDA only. Reference,
+  official code on one H200: 78.7 ms/step compiled (9,760 samples/s, 10.6 GiB peak), 214.6 ms eager.
+- ``sudoku`` on CPU: the same model at batch 8 in float32 (what a laptop can do; 3 timed steps).
+- ``tiny``: the smoke-run model (264k parameters), batch 64, float32 — any device.
+- ``cycles``: memory at H_cycles = L_cycles = 2, 4, 8 with the 1-step gradient. On CUDA: peak allocated
+  memory; everywhere: bytes autograd saves for backward (the activation memory that would grow with
+  depth under BPTT). Both must be flat.
+
+    python benchmarks/hrm_step.py                       # every case the device supports
+    python benchmarks/hrm_step.py --cases tiny cycles --steps 20 --out benchmarks/out/hrm_step.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from reasonlens.hrm import ACTLossHead, AdamATan2, CastedSparseEmbeddingSignSGD_Distributed, HRMACTv1
+
+SUDOKU = dict(
+    seq_len=81,
+    vocab_size=11,
+    puzzle_emb_ndim=512,
+    num_puzzle_identifiers=1,
+    hidden_size=512,
+    num_heads=8,
+    H_layers=4,
+    L_layers=4,
+    H_cycles=2,
+    L_cycles=2,
+    expansion=4,
+    halt_max_steps=16,
+    halt_exploration_prob=0.1,
+    forward_dtype="bfloat16",
+)
+TINY = dict(
+    seq_len=8,
+    vocab_size=11,
+    puzzle_emb_ndim=64,
+    num_puzzle_identifiers=2,
+    hidden_size=64,
+    num_heads=4,
+    H_layers=2,
+    L_layers=2,
+    H_cycles=2,
+    L_cycles=2,
+    halt_max_steps=4,
+    halt_exploration_prob=0.1,
+    forward_dtype="float32",
+)
+
+
+def make_batch(config, batch_size, device, generator):
+    shape = (batch_size, config["seq_len"])
+    return {
+        "inputs": torch.randint(1, config["vocab_size"], shape, generator=generator).to(device),
+        "labels": torch.randint(1, config["vocab_size"], shape, generator=generator).to(device),
+        "puzzle_identifiers": torch.randint(
+            0, config["num_puzzle_identifiers"], (batch_size,), generator=generator, dtype=torch.int32
+        ).to(device),
+    }
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_train_step(config, batch_size, device, steps, warmup, compile_model):
+    torch.manual_seed(0)
+    model = HRMACTv1({**config, "batch_size": batch_size}).to(device)
+    head = ACTLossHead(model)
+    step_fn = torch.compile(head, dynamic=False) if compile_model else head
+    dense = AdamATan2(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=1.0)
+    sparse = CastedSparseEmbeddingSignSGD_Distributed(
+        model.puzzle_emb.parameters(), world_size=1, lr=1e-4, weight_decay=1.0
+    )
+    generator = torch.Generator().manual_seed(0)
+    batches = [make_batch(config, batch_size, device, generator) for _ in range(4)]
+    carry = head.initial_carry(batches[0])
+    model.train()
+    times = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for i in range(warmup + steps):
+        sync(device)
+        start = time.perf_counter()
+        carry, loss, _, _, _ = step_fn(carry, batches[i % 4])
+        (loss / batch_size).backward()
+        for optimizer in (dense, sparse):
+            optimizer.step()
+            optimizer.zero_grad()
+        sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    ms = statistics.median(times) * 1e3
+    result = {"ms_per_step": round(ms, 2), "samples_per_s": round(batch_size / ms * 1e3, 1), "steps": steps}
+    if device.type == "cuda":
+        result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    return result
+
+
+def saved_activation_bytes(config, batch_size, device):
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    torch.manual_seed(0)
+    model = HRMACTv1({**config, "batch_size": batch_size}).to(device).train()
+    head = ACTLossHead(model)
+    batch = make_batch(config, batch_size, device, torch.Generator().manual_seed(0))
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        _, loss, *_ = head(head.initial_carry(batch), batch)
+    (loss / batch_size).backward()
+    result = {"saved_for_backward_mib": round(total / 2**20, 3)}
+    if device.type == "cuda":
+        result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--cases", nargs="+", default=["sudoku", "tiny", "cycles"], choices=["sudoku", "tiny", "cycles"]
+    )
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--no-compile", action="store_true", help="skip the compiled runs")
+    parser.add_argument("--out", default="benchmarks/out/hrm_step.json")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    machine = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    rows, results = [], {"machine": machine, "cases": {}}
+
+    def run(name, config, batch_size, steps=args.steps, warmup=args.warmup):
+        for compiled in (False, True):
+            if compiled and args.no_compile:
+                continue
+            label = f"{name} bs{batch_size} {'compiled' if compiled else 'eager'}"
+            try:
+                result = bench_train_step(config, batch_size, device, steps, warmup, compiled)
+            except Exception as err:  # a compile backend missing on this machine is a result, not a crash
+                result = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+            results["cases"][label] = result
+            rows.append((label, result))
+
+    if "sudoku" in args.cases:
+        if device.type == "cuda":
+            run("sudoku 27.3M bf16", SUDOKU, 768)
+        else:
+            results["cases"]["sudoku 27.3M bf16 bs768"] = {"skipped": "needs CUDA"}
+            rows.append(("sudoku 27.3M bf16 bs768", results["cases"]["sudoku 27.3M bf16 bs768"]))
+            run("sudoku 27.3M fp32", {**SUDOKU, "forward_dtype": "float32"}, 8, steps=3, warmup=1)
+    if "tiny" in args.cases:
+        run("tiny 264k fp32", TINY, 64)
+    if "cycles" in args.cases:
+        base, batch_size = (SUDOKU, 768) if device.type == "cuda" else (TINY, 64)
+        for cycles in (2, 4, 8):
+            label = f"cycles H=L={cycles} ({'sudoku' if base is SUDOKU else 'tiny'})"
+            result = saved_activation_bytes({**base, "H_cycles": cycles, "L_cycles": cycles}, batch_size, device)
+            results["cases"][label] = result
+            rows.append((label, result))
+
+    width = max(len(label) for label, _ in rows)
+    print(f"{machine}")
+    for label, result in rows:
+        print(f"{label:<{width}}  " + "  ".join(f"{k}={v}" for k, v in result.items()))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
