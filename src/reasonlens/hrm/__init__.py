@@ -1,7 +1,7 @@
 """The HRM family: HRM-ACT-v1 (official-equivalent), TRM, the direct-prediction transformer and the
 paper-notation HRM; their optimizers (AdamATan2, sparse SignSGD), loss head, EMA and checkpoints."""
 
-from reasonlens.hrm.baselines import HRM, HRMState, TransformerACT, TransformerACTConfig
+from reasonlens.hrm.baselines import HRM, HRMState, TransformerACT
 from reasonlens.hrm.checkpoint import (
     CheckpointError,
     export_official_checkpoint,
@@ -9,7 +9,7 @@ from reasonlens.hrm.checkpoint import (
     load_optimizer_state,
     save_checkpoint,
 )
-from reasonlens.hrm.config import ConfigError, HRMConfig, TRMConfig
+from reasonlens.hrm.config import ConfigError, HRMConfig, TransformerACTConfig, TRMConfig
 from reasonlens.hrm.ema import EMA
 from reasonlens.hrm.losses import IGNORE_LABEL_ID, ACTLossHead, softmax_cross_entropy, stablemax_cross_entropy
 from reasonlens.hrm.model import ACTModel, Carry, HRMACTv1, InnerCarry

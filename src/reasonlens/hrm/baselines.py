@@ -14,29 +14,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from reasonlens.hrm.config import HRMConfig
+from reasonlens.hrm.config import TransformerACTConfig
 from reasonlens.hrm.layers import Block, CastedLinear, ReasoningModule, RotaryEmbedding, trunc_normal_init_
 from reasonlens.hrm.model import ACTModel, RecurrentCore
 
 # --------------------------------------------------------------------------------------------
 # Direct prediction: a plain transformer in the ACT loop
-
-
-class TransformerACTConfig(HRMConfig):
-    """Config of :class:`TransformerACT`. ``L_cycles`` and ``L_layers`` are accepted and ignored."""
-
-    arch: ClassVar[str] = "transformer_act"
-
-    H_cycles: int = Field(1, ge=1)
-    H_layers: int = Field(8, ge=1)
-    L_layers: int = Field(0, ge=0)
-    act_enabled: bool = True
 
 
 class TransformerInner(RecurrentCore):

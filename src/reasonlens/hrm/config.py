@@ -10,7 +10,7 @@ Where the official config silently accepts nonsense (unknown keys, ``hidden_size
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -56,8 +56,6 @@ class _StrictConfig(BaseModel):
 
 class HRMConfig(_StrictConfig):
     """Config of :class:`reasonlens.hrm.HRMACTv1` (defaults: ``config/arch/hrm_v1.yaml``)."""
-
-    arch: ClassVar[str] = "hrm_act_v1"
 
     batch_size: int = Field(1, ge=1, description="local batch; sizes the sparse puzzle-embedding buffer")
     seq_len: int = Field(ge=1)
@@ -124,8 +122,6 @@ class TRMConfig(HRMConfig):
     (latent updates per recursion). ``H_layers`` is accepted and ignored, as in the official code.
     """
 
-    arch: ClassVar[str] = "trm"
-
     H_cycles: int = Field(3, ge=1)
     L_cycles: int = Field(6, ge=1)
     H_layers: int = Field(0, ge=0)
@@ -150,3 +146,13 @@ class TRMConfig(HRMConfig):
                 f"({self.prefix_len}) positions of hidden_size ({self.hidden_size})"
             )
         return self
+
+
+class TransformerACTConfig(HRMConfig):
+    """Config of :class:`reasonlens.hrm.TransformerACT` (the direct-prediction baseline). ``L_cycles`` and
+    ``L_layers`` are accepted and ignored."""
+
+    H_cycles: int = Field(1, ge=1)
+    H_layers: int = Field(8, ge=1)
+    L_layers: int = Field(0, ge=0)
+    act_enabled: bool = True

@@ -1,2 +1,2 @@
-"""Shared plumbing used by every family: atomic file writes, YAML/JSON/safetensors I/O,
-seeding and device selection. Imports nothing else from reasonlens."""
+"""Shared plumbing used by every family: atomic file writes, YAML/JSON/safetensors I/O
+and device selection. Imports nothing else from reasonlens."""

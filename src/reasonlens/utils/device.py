@@ -1,4 +1,4 @@
-"""Device and dtype selection: CUDA if present, else MPS, else CPU; bfloat16 only where it is fast."""
+"""Device selection (CUDA if present, else MPS, else CPU) and the dtype names configs use."""
 
 from __future__ import annotations
 
@@ -23,8 +23,3 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     if not (name in ("cpu", "mps") or name.startswith("cuda")):
         raise ValueError(f"unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N, mps")
     return torch.device(name)
-
-
-def default_forward_dtype(device: torch.device) -> str:
-    """bfloat16 on CUDA (what the official runs use), float32 elsewhere (bf16 matmuls are slow on CPU)."""
-    return "bfloat16" if device.type == "cuda" else "float32"
