@@ -146,8 +146,12 @@ def _distributed_worker(rank, world_size, port, ids, upstream, result_path):
         (emb(ids[half]) * upstream[half]).sum().backward()
         opt.step()
         torch.save(emb.weights, f"{result_path}.{rank}")
+        dist.barrier()  # neither rank tears gloo down while the other is still using it
     finally:
         dist.destroy_process_group()
+    # gloo's C++ threads occasionally abort during interpreter teardown ("terminate called without an
+    # active exception", seen about once in 50 runs); the result is on disk, so skip the teardown.
+    os._exit(0)
 
 
 def test_sign_sgd_all_gathers_across_ranks(tmp_path):
