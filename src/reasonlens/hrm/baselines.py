@@ -20,7 +20,7 @@ from torch import nn
 
 from reasonlens.hrm.config import TransformerACTConfig
 from reasonlens.hrm.layers import Block, CastedLinear, ReasoningModule, RotaryEmbedding, trunc_normal_init_
-from reasonlens.hrm.model import ACTModel, RecurrentCore
+from reasonlens.hrm.model import ACTModel, RecurrentCore, hierarchical_segment
 
 # --------------------------------------------------------------------------------------------
 # Direct prediction: a plain transformer in the ACT loop
@@ -131,16 +131,10 @@ class HRM(nn.Module):
         tokens = self._as_tokens(x)
         injection = self.input_embedding(tokens)  # (B, S, hidden)
         cos_sin = self.rotary_emb() if hasattr(self, "rotary_emb") else None
-        z_H, z_L = state.z_H, state.z_L
-        with torch.no_grad():
-            for cycle in range(self.N):
-                for step in range(self.T):
-                    if not (cycle == self.N - 1 and step == self.T - 1):
-                        z_L = self.L_net(z_L, z_H + injection, cos_sin)  # L updates every step
-                if cycle != self.N - 1:
-                    z_H = self.H_net(z_H, z_L, cos_sin)  # H updates once per T steps
-        z_L = self.L_net(z_L, z_H + injection, cos_sin)
-        z_H = self.H_net(z_H, z_L, cos_sin)
+        # L updates every step, H once per T steps; only the last L and H updates carry gradient
+        z_H, z_L = hierarchical_segment(
+            self.L_net, self.H_net, state.z_H, state.z_L, injection, self.N, self.T, cos_sin
+        )
         output = self.output_head(z_H)  # (B, S, output_dim)
         if x.ndim == 2:
             output = output.squeeze(1)

@@ -189,18 +189,24 @@ class HRMInner(RecurrentCore):
         self.L_level = ReasoningModule([self.make_block() for _ in range(self.config.L_layers)])
 
     def recur(self, z_H, z_L, x, cos_sin):
-        n_high, n_low = self.config.H_cycles, self.config.L_cycles
-        with torch.no_grad():
-            for h in range(n_high):
-                for t in range(n_low):
-                    if not (h == n_high - 1 and t == n_low - 1):
-                        z_L = self.L_level(z_L, z_H + x, cos_sin)
-                if h != n_high - 1:
-                    z_H = self.H_level(z_H, z_L, cos_sin)
-        # 1-step gradient: only the last L and H updates are differentiated
-        z_L = self.L_level(z_L, z_H + x, cos_sin)
-        z_H = self.H_level(z_H, z_L, cos_sin)
-        return z_H, z_L
+        return hierarchical_segment(
+            self.L_level, self.H_level, z_H, z_L, x, self.config.H_cycles, self.config.L_cycles, cos_sin
+        )
+
+
+def hierarchical_segment(L_level, H_level, z_H, z_L, x, n_high: int, n_low: int, cos_sin=None):
+    """HRM's segment: ``n_high`` cycles of ``n_low`` L-updates (from ``z_H + x``) each followed by an
+    H-update (from ``z_L``), all under no_grad except the final L and H updates (the 1-step gradient)."""
+    with torch.no_grad():
+        for h in range(n_high):
+            for t in range(n_low):
+                if not (h == n_high - 1 and t == n_low - 1):
+                    z_L = L_level(z_L, z_H + x, cos_sin)
+            if h != n_high - 1:
+                z_H = H_level(z_H, z_L, cos_sin)
+    z_L = L_level(z_L, z_H + x, cos_sin)
+    z_H = H_level(z_H, z_L, cos_sin)
+    return z_H, z_L
 
 
 # --------------------------------------------------------------------------------------------
