@@ -11,9 +11,11 @@ import typer
 def friendly_errors():
     from reasonlens.hrm.checkpoint import CheckpointError
     from reasonlens.hrm.config import ConfigError
+    from reasonlens.hrm.data.format import DatasetError
+    from reasonlens.hrm.train import TrainError
 
     try:
         yield
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, DatasetError, TrainError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

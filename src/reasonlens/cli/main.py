@@ -8,6 +8,7 @@ import typer
 
 from reasonlens.cli.errors import friendly_errors
 from reasonlens.cli.hrm import app as hrm_app
+from reasonlens.cli.train import evaluate, train
 
 app = typer.Typer(
     help="Train small reasoning models and take them apart.",
@@ -16,6 +17,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(hrm_app, name="hrm")
+app.command()(train)
+app.command()(evaluate)
 
 
 @app.command()

@@ -21,7 +21,8 @@ class ConfigError(ValueError):
     """A config field has a value the model cannot use. The message names the field(s)."""
 
 
-def _format_validation_error(cls_name: str, err: ValidationError, allowed: list[str]) -> str:
+def format_validation_error(cls_name: str, err: ValidationError, allowed: list[str]) -> str:
+    """One line per bad field: ``  field: problem (got value)``; unknown fields list the allowed ones."""
     lines = []
     for item in err.errors():
         msg = item["msg"].removeprefix("Value error, ")
@@ -51,7 +52,7 @@ class _StrictConfig(BaseModel):
         try:
             return cls(**data)
         except ValidationError as err:
-            raise ConfigError(_format_validation_error(cls.__name__, err, list(cls.model_fields))) from None
+            raise ConfigError(format_validation_error(cls.__name__, err, list(cls.model_fields))) from None
 
 
 class HRMConfig(_StrictConfig):

@@ -1,0 +1,175 @@
+"""Batches from a puzzle dataset with the official sampler semantics (sapientinc/HRM ``puzzle_dataset.py``;
+HRM_SPEC.md §3.5), as a plain seeded iterator instead of a DataLoader worker.
+
+**Train.** One *iteration* covers ``epochs_per_iter`` epochs (the trainer's eval interval). Iteration i
+(1-based) draws from ``Philox(seed + i)``: the group order is the concatenation of ``epochs_per_iter``
+random permutations of the groups; walking that order, each group contributes one uniformly chosen
+member puzzle (one augmentation variant) and ``min(puzzle size, room left)`` of its examples, drawn
+without replacement, until the global batch is full. An incomplete last batch is dropped. Each rank
+takes its slice ``[rank·local : (rank+1)·local]`` of every global batch. An epoch is one pass over the
+*groups*, so with 1000 Sudoku groups an epoch is 1000 samples whatever ``num_aug`` is.
+
+The group order and member choice use the same Philox stream as upstream, so Sudoku and Maze batches
+(one example per puzzle) are identical to the official sampler's for the same seed. Upstream draws the
+examples within a puzzle from the *unseeded* global NumPy generator; here they come from a generator
+seeded by (seed, iteration), so every run is reproducible (this only matters for ARC).
+
+**Test.** Every example once, in file order, in global-batch windows split by rank; the last batch is
+padded to the local batch size with ``pad_id`` inputs, ignored labels and the blank puzzle id.
+
+Labels equal to ``ignore_label_id`` become ``IGNORE_LABEL_ID`` (−100), as upstream.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from reasonlens.hrm.data.format import DatasetError, DatasetMetadata, SplitArrays, load_split
+from reasonlens.hrm.losses import IGNORE_LABEL_ID
+
+
+def sample_batch(
+    rng: np.random.Generator,
+    example_rng: np.random.Generator,
+    group_order: np.ndarray,
+    puzzle_indices: np.ndarray,
+    group_indices: np.ndarray,
+    start: int,
+    global_batch_size: int,
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Fill one global batch walking ``group_order`` from ``start``; return (next start, example
+    indices, puzzle index of each example)."""
+    examples, puzzles = [], []
+    size = 0
+    while start < group_order.size and size < global_batch_size:
+        group = group_order[start]
+        puzzle = rng.integers(group_indices[group], group_indices[group + 1])  # one member of the group
+        start += 1
+        first = puzzle_indices[puzzle]
+        puzzle_size = int(puzzle_indices[puzzle + 1] - first)
+        take = min(puzzle_size, global_batch_size - size)
+        examples.append(first + example_rng.choice(puzzle_size, take, replace=False))
+        puzzles.append(np.full(take, puzzle, dtype=np.int32))
+        size += take
+    if not examples:
+        return start, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    return start, np.concatenate(examples), np.concatenate(puzzles)
+
+
+class PuzzleBatches:
+    """Batches of one split. ``train_iteration()`` yields the batches of the next training iteration;
+    ``test_batches()`` yields ``(batch, real rows in it)`` over the whole split (the rest is padding)."""
+
+    def __init__(
+        self,
+        dataset_dir: str | os.PathLike,
+        split: str,
+        global_batch_size: int,
+        *,
+        seed: int = 0,
+        epochs_per_iter: int = 1,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if global_batch_size < 1 or global_batch_size % world_size:
+            raise DatasetError(
+                f"global batch size {global_batch_size} must be a positive multiple of the world size {world_size}"
+            )
+        if epochs_per_iter < 1:
+            raise DatasetError(f"epochs_per_iter must be >= 1, got {epochs_per_iter}")
+        self.metadata: DatasetMetadata
+        self.arrays: SplitArrays
+        self.metadata, self.arrays = load_split(dataset_dir, split)
+        self.global_batch_size = global_batch_size
+        self.local_batch_size = global_batch_size // world_size
+        self.seed, self.epochs_per_iter = seed, epochs_per_iter
+        self.rank, self.world_size = rank, world_size
+        self.iterations_started = 0  # the official ``_iters``
+        self.batches_done = 0  # batches yielded in the current iteration (resume position)
+        self._resume_pending = False
+
+    # -- state, for resuming -----------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"iterations_started": self.iterations_started, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume: the next ``train_iteration()`` replays the interrupted iteration and skips the
+        batches already trained on (or starts the next one if it was complete)."""
+        self.iterations_started = int(state["iterations_started"])
+        self.batches_done = int(state["batches_done"])
+        self._resume_pending = self.batches_done > 0
+
+    # -- batches -----------------------------------------------------------------------------
+
+    def collate(self, indices: np.ndarray, puzzle_of_example: np.ndarray) -> dict[str, torch.Tensor]:
+        batch = {
+            "inputs": self.arrays.inputs[indices].astype(np.int32),
+            "labels": self.arrays.labels[indices].astype(np.int32),
+            "puzzle_identifiers": self.arrays.puzzle_identifiers[puzzle_of_example].astype(np.int32),
+        }
+        if self.metadata.ignore_label_id is not None:
+            batch["labels"][batch["labels"] == self.metadata.ignore_label_id] = IGNORE_LABEL_ID
+        missing = self.local_batch_size - len(indices)
+        if missing > 0:
+            pad_values = {
+                "inputs": self.metadata.pad_id,
+                "labels": IGNORE_LABEL_ID,
+                "puzzle_identifiers": self.metadata.blank_identifier_id,
+            }
+            batch = {
+                k: np.pad(v, ((0, missing),) + ((0, 0),) * (v.ndim - 1), constant_values=pad_values[k])
+                for k, v in batch.items()
+            }
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+
+    def batches_per_iteration(self) -> int:
+        """Full global batches in one iteration (every group contributes at least one example)."""
+        examples = self.epochs_per_iter * self.arrays.num_groups * self.metadata.mean_puzzle_examples
+        return int(examples // self.global_batch_size)
+
+    def train_iteration(self) -> Iterator[dict[str, torch.Tensor]]:
+        resuming, self._resume_pending = self._resume_pending, False
+        if not resuming:
+            self.iterations_started += 1
+            self.batches_done = 0
+        skip = self.batches_done
+        iteration = self.iterations_started
+        rng = np.random.Generator(np.random.Philox(seed=self.seed + iteration))
+        example_rng = np.random.default_rng([self.seed, iteration])
+        num_groups = self.arrays.num_groups
+        group_order = np.concatenate([rng.permutation(num_groups) for _ in range(self.epochs_per_iter)])
+        start, produced = 0, 0
+        while start < group_order.size:
+            start, indices, puzzles = sample_batch(
+                rng,
+                example_rng,
+                group_order,
+                self.arrays.puzzle_indices,
+                self.arrays.group_indices,
+                start,
+                self.global_batch_size,
+            )
+            if indices.size < self.global_batch_size:
+                break  # drop the incomplete last batch
+            produced += 1
+            if produced <= skip:
+                continue  # already trained on before the interruption
+            local = slice(self.rank * self.local_batch_size, (self.rank + 1) * self.local_batch_size)
+            self.batches_done = produced
+            yield self.collate(indices[local], puzzles[local])
+
+    def test_batches(self) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
+        total = self.arrays.num_examples
+        # puzzle index of every example (examples of a puzzle are contiguous)
+        puzzle_of_example = np.repeat(np.arange(self.arrays.num_puzzles), np.diff(self.arrays.puzzle_indices))
+        for start in range(0, total, self.global_batch_size):
+            end = min(total, start + self.global_batch_size)
+            local_start = min(start + self.rank * self.local_batch_size, end)
+            local_end = min(start + (self.rank + 1) * self.local_batch_size, end)
+            indices = np.arange(local_start, local_end)
+            yield self.collate(indices, puzzle_of_example[indices]), len(indices)

@@ -1,0 +1,589 @@
+"""Training for the HRM family: the official ``pretrain.py`` loop (HRM_SPEC.md §3), resumable.
+
+Per step (``train_batch``): the carry persists across batches — halted slots take the next batch's rows
+(deep supervision with ACT); the ACT loss head's loss is scaled by 1/global batch and back-propagated;
+with several processes the gradients are all-reduced as a **sum** (consistent with that scaling) and the
+puzzle-embedding gradients are all-gathered by the sparse optimizer; AdamATan2 (dense weights) and
+SignSGD (puzzle embeddings) step with their own learning rates under linear warm-up then constant
+(``lr_min_ratio: 1``) or cosine decay; the optional EMA (TRM) is updated. ``supervision: per_batch``
+is the paper's / seed 003's form instead: a fresh carry per batch, one optimizer step per segment until
+every row halts.
+
+The run is organised in iterations of ``eval_interval`` epochs (an epoch is one pass over the puzzle
+*groups*); after each, the test split is evaluated and the run directory checkpointed atomically:
+``model.safetensors`` (the evaluated weights — the EMA copy when EMA is on), ``config.yaml`` and
+``optimizer.pt`` (everything a resume needs: raw weights, optimizer moments, step, sampler position,
+every rank's carry and random-generator states, EMA). ``resume: true`` continues a killed run to the
+same state an uninterrupted run reaches. Metrics go to ``metrics.jsonl`` (and TensorBoard / wandb when
+asked); rank 0 logs and writes.
+
+Launch with ``torchrun --nproc_per_node N -m reasonlens.cli.main train CONFIG`` for several GPUs (or CPU
+processes with gloo); each rank seeds with ``seed + rank`` and rank 0's weights are broadcast, as upstream.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from reasonlens.hrm.checkpoint import OPTIMIZER_FILE, build_model, save_checkpoint
+from reasonlens.hrm.data.format import DatasetMetadata
+from reasonlens.hrm.data.sampler import PuzzleBatches
+from reasonlens.hrm.ema import EMA
+from reasonlens.hrm.evaluate import DEFAULT_SAVE_OUTPUTS, evaluate_model
+from reasonlens.hrm.losses import ACTLossHead, LossType
+from reasonlens.hrm.model import Carry, InnerCarry
+from reasonlens.hrm.optimizers import AdamATan2
+from reasonlens.hrm.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
+from reasonlens.utils.device import resolve_device
+from reasonlens.utils.io import append_jsonl, write_json
+
+DATASET_FIELDS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
+
+
+class TrainError(ValueError):
+    """A training run cannot start or resume as asked."""
+
+
+class TrainConfig(BaseModel):
+    """A training run. Defaults are the official Sudoku-Extreme-1k recipe (``cfg_pretrain.yaml`` with the
+    README's Sudoku overrides); ``model`` holds model-config fields (the dataset fills ``seq_len``,
+    ``vocab_size`` and ``num_puzzle_identifiers``; ``forward_dtype`` defaults to bf16 on CUDA, fp32 else)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    arch: Literal["hrm_act_v1", "trm", "transformer_act"] = "hrm_act_v1"
+    model: dict[str, Any] = Field(default_factory=dict)
+    data_path: str
+    run_dir: str | None = None
+
+    global_batch_size: int = Field(768, ge=1)
+    epochs: int = Field(20000, ge=1)
+    eval_interval: int | None = Field(2000, ge=1, description="epochs per iteration; None: evaluate once at the end")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (the LR schedule is unchanged)")
+
+    lr: float = Field(1e-4, ge=0)
+    lr_min_ratio: float = Field(1.0, ge=0, le=1)
+    lr_warmup_steps: int = Field(2000, ge=0)
+    weight_decay: float = Field(1.0, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
+    puzzle_emb_lr: float = Field(1e-4, ge=0)
+    puzzle_emb_weight_decay: float = Field(1.0, ge=0)
+    loss_type: LossType = "stablemax_cross_entropy"
+
+    ema: bool = False
+    ema_rate: float = Field(0.999, ge=0, lt=1)
+    supervision: Literal["carry", "per_batch"] = "carry"
+
+    seed: int = 0
+    device: str = "auto"
+    compile: bool = False
+
+    eval_max_steps: int | None = Field(None, ge=1, description="segments at evaluation (inference-time scaling)")
+    eval_save_outputs: list[str] = Field(default_factory=list)
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="extra checkpoints inside an iteration")
+    keep_checkpoints: bool = False
+    logger: Literal["none", "tensorboard", "wandb"] = "none"
+    progress: bool = True
+    resume: bool = False
+    overwrite: bool = False
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.eval_interval is not None and self.epochs % self.eval_interval:
+            raise ValueError(f"epochs ({self.epochs}) must be a multiple of eval_interval ({self.eval_interval})")
+        given = sorted(set(self.model) & set(DATASET_FIELDS))
+        if given:
+            raise ValueError(f"model.{given[0]} is read from the dataset's dataset.json; remove it from the config")
+        return self
+
+
+def cosine_lr(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """Official ``cosine_schedule_with_warmup_lr_lambda``: linear warm-up from base/warmup at step 1,
+    then cosine from base down to base·min_ratio (constant when min_ratio is 1)."""
+    if step < warmup_steps:
+        return base_lr * step / max(1, warmup_steps)
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base_lr * (min_ratio + max(0.0, (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))))
+
+
+# --------------------------------------------------------------------------------------------
+# Distributed setup and state helpers
+
+
+def setup_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Under torchrun (``LOCAL_RANK`` set) initialise the process group:
+    NCCL on CUDA, gloo on CPU."""
+    if "LOCAL_RANK" not in os.environ:
+        return 0, 1, resolve_device(device_name)
+    local_rank = int(os.environ["LOCAL_RANK"])
+    device = resolve_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def carry_to_state(carry: Carry | None) -> dict | None:
+    if carry is None:
+        return None
+    return {
+        "z_H": carry.inner_carry.z_H.cpu(),
+        "z_L": None if carry.inner_carry.z_L is None else carry.inner_carry.z_L.cpu(),
+        "steps": carry.steps.cpu(),
+        "halted": carry.halted.cpu(),
+        "current_data": {k: v.cpu() for k, v in carry.current_data.items()},
+    }
+
+
+def carry_from_state(state: dict | None, device: torch.device) -> Carry | None:
+    if state is None:
+        return None
+    z_L = None if state["z_L"] is None else state["z_L"].to(device)
+    return Carry(
+        inner_carry=InnerCarry(state["z_H"].to(device), z_L),
+        steps=state["steps"].to(device),
+        halted=state["halted"].to(device),
+        current_data={k: v.to(device) for k, v in state["current_data"].items()},
+    )
+
+
+def rng_state(device: torch.device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def gather_to_rank0(obj, rank: int, world_size: int) -> list | None:
+    if world_size == 1:
+        return [obj]
+    out = [None] * world_size if rank == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The trainer
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, log=print):
+        self.config = config
+        self.rank, self.world_size, self.device = setup_distributed(config.device)
+        self.log = log if self.rank == 0 else (lambda *_: None)
+        self.run_dir = Path(config.run_dir or default_run_dir(config))
+        self._prepare_run_dir()
+
+        torch.manual_seed(config.seed + self.rank)
+        epochs_per_iter = config.eval_interval or config.epochs
+        self.total_iterations = config.epochs // epochs_per_iter
+        self.train_batches = PuzzleBatches(
+            config.data_path,
+            "train",
+            config.global_batch_size,
+            seed=config.seed,
+            epochs_per_iter=epochs_per_iter,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        self.test_batches = PuzzleBatches(
+            config.data_path, "test", config.global_batch_size, rank=self.rank, world_size=self.world_size
+        )
+        metadata = self.train_batches.metadata
+        self.total_steps = int(
+            config.epochs * metadata.total_groups * metadata.mean_puzzle_examples / config.global_batch_size
+        )
+        if self.total_steps < 1:
+            raise TrainError(
+                f"{config.epochs} epochs of {metadata.total_groups} groups make no full batch of "
+                f"{config.global_batch_size}; lower global_batch_size or raise epochs"
+            )
+        self.stop_step = min(self.total_steps, config.max_steps or self.total_steps)
+
+        self.model_config = resolve_model_config(config, metadata, self.world_size, self.device)
+        self.model = build_model(config.arch, self.model_config).to(self.device)
+        if self.world_size > 1:
+            with torch.no_grad():
+                for tensor in [*self.model.parameters(), *self.model.buffers()]:
+                    dist.broadcast(tensor, src=0)
+        self.head = ACTLossHead(self.model, config.loss_type)
+        self.step_fn = torch.compile(self.head, dynamic=False) if config.compile else self.head
+
+        self.optimizers, self.base_lrs = [], []
+        if self.model.config.puzzle_emb_ndim > 0:
+            self.optimizers.append(
+                CastedSparseEmbeddingSignSGD_Distributed(
+                    self.model.puzzle_emb.parameters(),
+                    world_size=self.world_size,
+                    lr=0,
+                    weight_decay=config.puzzle_emb_weight_decay,
+                )
+            )
+            self.base_lrs.append(config.puzzle_emb_lr)
+        self.optimizers.append(
+            AdamATan2(
+                self.model.parameters(), lr=0, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay
+            )
+        )
+        self.base_lrs.append(config.lr)
+        self.ema = EMA(self.model, config.ema_rate) if config.ema else None
+
+        self.step = 0
+        self.iterations_done = 0
+        self.carry: Carry | None = None
+        self.last_eval: dict[str, float] = {}
+        self.train_seconds = 0.0
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        if config.resume and (self.run_dir / OPTIMIZER_FILE).is_file():
+            self._restore()
+        self.writer = make_logger(config, self.run_dir) if self.rank == 0 else None
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _prepare_run_dir(self) -> None:
+        exists = self.run_dir.exists() and any(self.run_dir.iterdir())
+        if exists and not (self.config.resume or self.config.overwrite):
+            raise TrainError(
+                f"run directory {self.run_dir} is not empty: pass resume=true to continue it, "
+                "overwrite=true to start over, or choose another run_dir"
+            )
+        if self.config.resume and not (self.run_dir / OPTIMIZER_FILE).is_file():
+            self.log(f"resume: no checkpoint in {self.run_dir} yet, starting from scratch")
+        if self.rank == 0:
+            if self.config.overwrite and exists and not self.config.resume:
+                for path in (self.run_dir / "metrics.jsonl", self.run_dir / "summary.json"):
+                    path.unlink(missing_ok=True)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def _restore(self) -> None:
+        state = torch.load(self.run_dir / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+        train_state = state["train_state"]
+        if train_state["world_size"] != self.world_size:
+            raise TrainError(
+                f"{self.run_dir} was trained with {train_state['world_size']} processes; resume it with the same number"
+            )
+        self.model.load_state_dict(train_state["model"])
+        for optimizer, optimizer_state in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(optimizer_state)
+        if self.ema is not None:
+            self.ema.load_state_dict(train_state["ema"])
+        self.step = train_state["step"]
+        self.iterations_done = train_state["iterations_done"]
+        self.train_seconds = train_state["train_seconds"]
+        self.train_batches.load_state_dict(train_state["sampler"])
+        rank_state = train_state["ranks"][self.rank]
+        self.carry = carry_from_state(rank_state["carry"], self.device)
+        set_rng_state(rank_state["rng"], self.device)
+        self._truncate_metrics(self.step)
+        self.log(f"resumed {self.run_dir} at step {self.step} (iteration {self.iterations_done + 1})")
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop metric lines written after the checkpoint (the killed run's lost steps)."""
+        if self.rank != 0 or not self.metrics_path.is_file():
+            return
+        import json
+
+        kept = [line for line in self.metrics_path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+
+    # -- one step ----------------------------------------------------------------------------
+
+    def _apply_gradients(self) -> float:
+        if self.world_size > 1:
+            for param in self.model.parameters():
+                if param.grad is not None:
+                    dist.all_reduce(param.grad)
+        lr = 0.0
+        for optimizer, base_lr in zip(self.optimizers, self.base_lrs):
+            lr = cosine_lr(self.step, base_lr, self.config.lr_warmup_steps, self.total_steps, self.config.lr_min_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.step()
+            optimizer.zero_grad()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return lr
+
+    def train_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, float] | None:
+        self.step += 1
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        global_batch = self.config.global_batch_size
+        self.model.train()
+        if self.config.supervision == "carry":
+            if self.carry is None:
+                self.carry = self.head.initial_carry(batch)
+            self.carry, loss, metrics, _, _ = self.step_fn(self.carry, batch)
+            ((1 / global_batch) * loss).backward()
+            lr = self._apply_gradients()
+        else:  # per_batch: the same batch for up to halt_max_steps segments, a step after each
+            carry = self.head.initial_carry(batch)
+            for _ in range(self.model.config.halt_max_steps):
+                carry, loss, metrics, _, all_halted = self.step_fn(carry, batch)
+                ((1 / global_batch) * loss).backward()
+                lr = self._apply_gradients()
+                if all_halted:
+                    break
+        return self._reduce_train_metrics(metrics, lr)
+
+    def _reduce_train_metrics(self, metrics: dict[str, torch.Tensor], lr: float) -> dict[str, float] | None:
+        keys = sorted(metrics)
+        values = torch.stack([metrics[k].detach().to(torch.float64) for k in keys])
+        if self.world_size > 1:
+            dist.reduce(values, dst=0)
+        if self.rank != 0:
+            return None
+        totals = dict(zip(keys, values.tolist()))
+        count = max(totals["count"], 1.0)
+        out = {
+            f"train/{k}": v / (self.config.global_batch_size if k.endswith("loss") else count)
+            for k, v in totals.items()
+        }
+        out["train/lr"] = lr
+        return out
+
+    # -- evaluation and checkpoints ----------------------------------------------------------
+
+    def eval_model(self):
+        return self.ema.averaged_copy(self.model) if self.ema is not None else self.model
+
+    def evaluate(self) -> dict[str, float]:
+        dataset_dir = Path(self.config.data_path)
+        is_arc = (dataset_dir / "test_puzzles.json").is_file()
+        save = list(self.config.eval_save_outputs) or (list(DEFAULT_SAVE_OUTPUTS) if is_arc else [])
+        model = self.eval_model()
+        head = self.step_fn if model is self.model else None
+        metrics, outputs = evaluate_model(
+            model,
+            self.test_batches.test_batches(),
+            device=self.device,
+            loss_type=self.config.loss_type,
+            max_steps=self.config.eval_max_steps,
+            save_outputs=save,
+            head=head,
+        )
+        gathered = gather_to_rank0(outputs, self.rank, self.world_size) if save else None
+        result = {f"eval/{k}": v for k, v in metrics.items()}
+        if self.rank == 0 and save:
+            import numpy as np
+
+            outputs = {k: np.concatenate([part[k] for part in gathered]) for k in save}
+            from reasonlens.utils.io import atomic_write
+
+            with atomic_write(self.run_dir / "eval" / f"step_{self.step}_outputs.npz", "wb") as handle:
+                np.savez_compressed(handle, **outputs)
+            if is_arc:
+                from reasonlens.hrm.arc_eval import evaluate_arc_predictions
+
+                arc = evaluate_arc_predictions(dataset_dir, outputs)
+                result.update(flatten_arc_scores(arc))
+        return result
+
+    def save(self) -> None:
+        ranks = gather_to_rank0(
+            {"carry": carry_to_state(self.carry), "rng": rng_state(self.device)}, self.rank, self.world_size
+        )
+        if self.rank == 0:
+            train_state = {
+                "step": self.step,
+                "iterations_done": self.iterations_done,
+                "train_seconds": self.train_seconds,
+                "world_size": self.world_size,
+                "sampler": self.train_batches.state_dict(),
+                "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "ranks": ranks,
+            }
+            run_config = {"train": self.config.model_dump(), "dataset": self.train_batches.metadata.model_dump()}
+            save_checkpoint(
+                self.eval_model(),
+                self.run_dir,
+                run_config=run_config,
+                optimizers=self.optimizers,
+                train_state=train_state,
+            )
+            if self.config.keep_checkpoints:
+                save_checkpoint(
+                    self.eval_model(), self.run_dir / "checkpoints" / f"step_{self.step}", run_config=run_config
+                )
+        if self.world_size > 1:
+            dist.barrier()
+
+    def _record(self, record: dict) -> None:
+        if self.rank != 0:
+            return
+        append_jsonl(self.metrics_path, record)
+        if self.writer is not None:
+            self.writer(record)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def fit(self) -> dict:
+        progress = None
+        if self.rank == 0 and self.config.progress:
+            from tqdm import tqdm
+
+            progress = tqdm(total=self.stop_step, initial=self.step, desc="train", dynamic_ncols=True)
+        stopped = self.step >= self.stop_step
+        while self.iterations_done < self.total_iterations and not stopped:
+            started = time.perf_counter()
+            for batch in self.train_batches.train_iteration():
+                metrics = self.train_batch(batch)
+                if metrics is not None:
+                    self._record({"step": self.step, **metrics})
+                    if progress is not None:
+                        progress.update(1)
+                        progress.set_postfix(
+                            loss=f"{metrics['train/lm_loss']:.3f}", acc=f"{metrics['train/accuracy']:.3f}"
+                        )
+                if self.config.checkpoint_every_steps and self.step % self.config.checkpoint_every_steps == 0:
+                    self.train_seconds += time.perf_counter() - started
+                    started = time.perf_counter()
+                    self.save()
+                if self.step >= self.stop_step:
+                    stopped = True
+                    break
+            self.train_seconds += time.perf_counter() - started
+            if not stopped:
+                self.iterations_done += 1
+                self.train_batches.batches_done = 0  # the iteration is complete
+            self.last_eval = self.evaluate()
+            self._record({"step": self.step, **self.last_eval})
+            self.log(format_eval(self.step, self.last_eval))
+            self.save()
+        if progress is not None:
+            progress.close()
+        if not self.last_eval:  # resumed a run that had already finished: report its evaluation
+            self.last_eval = self.evaluate()
+        summary = {
+            "run_dir": str(self.run_dir),
+            "arch": self.config.arch,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "steps": self.step,
+            "total_steps": self.total_steps,
+            "train_seconds": round(self.train_seconds, 1),
+            "world_size": self.world_size,
+            "device": str(self.device),
+            **self.last_eval,
+        }
+        if self.rank == 0:
+            write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+
+def resolve_model_config(config: TrainConfig, metadata: DatasetMetadata, world_size: int, device: torch.device) -> dict:
+    model = dict(config.model)
+    model.update(
+        seq_len=metadata.seq_len,
+        vocab_size=metadata.vocab_size,
+        num_puzzle_identifiers=metadata.num_puzzle_identifiers,
+        batch_size=config.global_batch_size // world_size,
+    )
+    model.setdefault("forward_dtype", "bfloat16" if device.type == "cuda" else "float32")
+    return model
+
+
+def default_run_dir(config: TrainConfig) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return str(Path("runs") / f"{Path(config.data_path).name}-{config.arch}-{stamp}")
+
+
+def flatten_arc_scores(arc: dict) -> dict[str, float]:
+    """ARC voting scores as flat ``eval/arc/<rule>/pass@k`` entries for metrics.jsonl."""
+    flat = {}
+    for rule, scores in arc.get("scores", {}).items():
+        for k, value in scores.items():
+            flat[f"eval/arc/{rule}/pass@{k}"] = value
+    return flat
+
+
+def format_eval(step: int, metrics: dict[str, float]) -> str:
+    return (
+        f"step {step}: eval exact accuracy {metrics.get('eval/exact_accuracy', float('nan')):.4f}, "
+        f"token accuracy {metrics.get('eval/accuracy', float('nan')):.4f}, "
+        f"mean steps {metrics.get('eval/steps', float('nan')):.2f}"
+    )
+
+
+def make_logger(config: TrainConfig, run_dir: Path):
+    """A callable(record) for TensorBoard or wandb, or None. Imported only when asked."""
+    if config.logger == "none":
+        return None
+    if config.logger == "tensorboard":
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise TrainError("logger 'tensorboard' needs the tensorboard package: pip install tensorboard") from err
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+        def log_tb(record):
+            for key, value in record.items():
+                if key != "step":
+                    writer.add_scalar(key, value, record["step"])
+
+        return log_tb
+    try:
+        import wandb
+    except ImportError as err:
+        raise TrainError("logger 'wandb' needs the wandb package: pip install wandb") from err
+    wandb.init(project="reasonlens", name=run_dir.name, config=config.model_dump(), dir=str(run_dir))
+    return lambda record: wandb.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
+
+
+def train(config: TrainConfig, log=print) -> dict:
+    return Trainer(config, log=log).fit()
+
+
+def load_train_config(path: str | os.PathLike, overrides: list[str] = (), **fields: Any) -> TrainConfig:
+    """A training config from a YAML file — or from a run directory, whose saved config is loaded with
+    ``resume`` on — with ``key=value`` overrides (dotted keys reach into ``model``: ``model.H_cycles=4``;
+    values are parsed as YAML) and then ``fields``."""
+    import yaml
+    from pydantic import ValidationError
+
+    from reasonlens.hrm.config import ConfigError, format_validation_error
+    from reasonlens.utils.io import read_yaml
+
+    path = Path(path)
+    if path.is_dir():
+        saved = read_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else None
+        if not isinstance(saved, dict) or "train" not in saved:
+            raise ConfigError(f"{path} is not a training run directory (no config.yaml with a 'train' section)")
+        data = {**saved["train"], "run_dir": str(path), "resume": True}
+    else:
+        data = read_yaml(path)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of training-config fields")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. lr=3e-4 or model.H_cycles=4)")
+        target = data
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override {item!r}: {parent} is not a section")
+        target[leaf] = yaml.safe_load(raw)
+    data.update(fields)
+    try:
+        return TrainConfig(**data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error("training", err, list(TrainConfig.model_fields))) from None

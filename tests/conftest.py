@@ -1,0 +1,51 @@
+"""Shared fixtures: small puzzle datasets in the official format, built in a temporary folder."""
+
+import numpy as np
+import pytest
+
+from reasonlens.hrm.data.format import SplitBuilder, make_metadata, write_dataset
+
+
+def build_sorting_dataset(out_dir, n_train=256, n_test=64, seq_len=6, seed=0):
+    """Sort digits ascending (puzzle id 1) or descending (id 2): one example per puzzle, like Sudoku."""
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        builder = SplitBuilder(seq_len)
+        for _ in range(n):
+            digits = rng.integers(1, 10, seq_len)
+            task = int(rng.integers(0, 2))
+            ordered = np.sort(digits)
+            builder.add_group([(task + 1, [(digits + 1, (ordered[::-1] if task else ordered) + 1)])])
+        arrays = builder.arrays()
+        splits[split] = (make_metadata(arrays, vocab_size=11, num_puzzle_identifiers=3), arrays)
+    return write_dataset(out_dir, splits, identifiers=["<blank>", "asc", "desc"])
+
+
+def build_grouped_dataset(out_dir, seed=0):
+    """Groups of 1–3 member puzzles with 1–4 examples each (ARC-like); labels 0 in places (ignored)."""
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split, n_groups in (("train", 12), ("test", 5)):
+        builder = SplitBuilder(4)
+        next_id = 1
+        for _ in range(n_groups):
+            members = []
+            for _ in range(int(rng.integers(1, 4))):
+                examples = [(rng.integers(1, 6, 4), rng.integers(0, 6, 4)) for _ in range(int(rng.integers(1, 5)))]
+                members.append((next_id, examples))
+                next_id += 1
+            builder.add_group(members)
+        arrays = builder.arrays()
+        splits[split] = (make_metadata(arrays, vocab_size=6, num_puzzle_identifiers=60), arrays)
+    return write_dataset(out_dir, splits)
+
+
+@pytest.fixture
+def sorting_dataset(tmp_path):
+    return build_sorting_dataset(tmp_path / "sorting")
+
+
+@pytest.fixture
+def grouped_dataset(tmp_path):
+    return build_grouped_dataset(tmp_path / "grouped")
