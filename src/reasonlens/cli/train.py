@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +26,8 @@ def train(
     with friendly_errors():
         train_config = load_train_config(config, overrides or [], **({"resume": True} if resume else {}))
         summary = run_training(train_config, log=typer.echo)
-    typer.echo(json.dumps(summary, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
+        typer.echo(json.dumps(summary, indent=2))
 
 
 def evaluate(
