@@ -37,11 +37,11 @@ def format_validation_error(cls_name: str, err: ValidationError, allowed: list[s
     return f"invalid {cls_name} config:\n" + "\n".join(lines)
 
 
-class _StrictConfig(BaseModel):
+class StrictConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | BaseModel) -> _StrictConfig:
+    def from_dict(cls, data: dict[str, Any] | BaseModel) -> StrictConfig:
         """Build and validate; raise :class:`ConfigError` with one line per bad field."""
         if isinstance(data, cls):
             return data.model_copy()
@@ -55,7 +55,7 @@ class _StrictConfig(BaseModel):
             raise ConfigError(format_validation_error(cls.__name__, err, list(cls.model_fields))) from None
 
 
-class HRMConfig(_StrictConfig):
+class HRMConfig(StrictConfig):
     """Config of :class:`reasonlens.hrm.HRMACTv1` (defaults: ``config/arch/hrm_v1.yaml``)."""
 
     batch_size: int = Field(1, ge=1, description="local batch; sizes the sparse puzzle-embedding buffer")

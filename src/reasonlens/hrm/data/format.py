@@ -185,6 +185,9 @@ def write_dataset(
         raise DatasetError(f"{out_dir} already exists; choose another output folder or pass overwrite")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; a dataset folder should not be
     try:
         for split, (metadata, arrays) in splits.items():
             validate_split(metadata, arrays, where=f"{out_dir}/{split}")
