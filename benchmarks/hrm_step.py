@@ -7,7 +7,7 @@ Cases:
 - ``sudoku``: the official Sudoku config (27.3M parameters), batch 768, bf16 — CUDA only. Reference,
   official code on one H200: 78.7 ms/step compiled (9,760 samples/s, 10.6 GiB peak), 214.6 ms eager.
 - ``sudoku`` on CPU: the same model at batch 8 in float32 (what a laptop can do; 3 timed steps).
-- ``tiny``: the smoke-run model (264k parameters), batch 64, float32 — any device.
+- ``tiny``: the ``reasonlens demo`` model (4×4 Sudoku, 263k parameters), batch 64, float32 — any device.
 - ``cycles``: memory at H_cycles = L_cycles = 2, 4, 8 with the 1-step gradient. On CUDA: peak allocated
   memory; everywhere: bytes autograd saves for backward (the activation memory that would grow with
   depth under BPTT). Both must be flat.
@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from reasonlens.hrm import ACTLossHead, AdamATan2, CastedSparseEmbeddingSignSGD_Distributed, HRMACTv1
+from reasonlens.hrm.demo import DemoConfig, demo_train_config
 
 SUDOKU = dict(
     seq_len=81,
@@ -45,21 +46,14 @@ SUDOKU = dict(
     halt_exploration_prob=0.1,
     forward_dtype="bfloat16",
 )
-TINY = dict(
-    seq_len=8,
-    vocab_size=11,
-    puzzle_emb_ndim=64,
-    num_puzzle_identifiers=2,
-    hidden_size=64,
-    num_heads=4,
-    H_layers=2,
-    L_layers=2,
-    H_cycles=2,
-    L_cycles=2,
-    halt_max_steps=4,
-    halt_exploration_prob=0.1,
-    forward_dtype="float32",
-)
+# the reasonlens demo model on 4x4 Sudoku (seq 16, vocab 6), taken from the demo's own config
+TINY = {
+    **demo_train_config(DemoConfig(), Path(".")).model,
+    "seq_len": 16,
+    "vocab_size": 6,
+    "num_puzzle_identifiers": 1,
+    "forward_dtype": "float32",
+}
 
 
 def make_batch(config, batch_size, device, generator):
@@ -176,7 +170,7 @@ def main():
             rows.append(("sudoku 27.3M bf16 bs768", results["cases"]["sudoku 27.3M bf16 bs768"]))
             run("sudoku 27.3M fp32", {**SUDOKU, "forward_dtype": "float32"}, 8, steps=3, warmup=1)
     if "tiny" in args.cases:
-        run("tiny 264k fp32", TINY, 64)
+        run("demo model 263k fp32", TINY, 64)
     if "cycles" in args.cases:
         base, batch_size = (SUDOKU, 768) if device.type == "cuda" else (TINY, 64)
         for cycles in (2, 4, 8):

@@ -52,3 +52,23 @@ def test_readme_commands_name_real_files():
     text = (REPO / "README.md").read_text()
     for name in re.findall(r"(configs/[\w.]+\.yaml|docs/[\w.]+\.md|benchmarks/[\w.]+\.py|constraints\.txt)", text):
         assert (REPO / name).is_file(), name
+
+
+def test_readme_build_train_evaluate_commands(tmp_path, monkeypatch):
+    """The README's data → train → evaluate lines, with the dataset shrunk and training capped at 2 steps."""
+    monkeypatch.chdir(tmp_path)
+    lines = [line.split("#")[0].strip() for code in blocks(REPO / "README.md", "bash") for line in code.splitlines()]
+    commands = [
+        line for line in lines if line.startswith(("reasonlens data", "reasonlens train", "reasonlens evaluate"))
+    ]
+    assert [c.split()[1] for c in commands] == ["data", "train", "evaluate"]
+    shrink = {"--train-size": "64", "--test-size": "8"}
+    for line in commands:
+        args = shlex.split(line)[1:]
+        args = [shrink.get(prev, arg) for prev, arg in zip(["", *args], args)]
+        if args[0] == "train":
+            args[1] = str(REPO / args[1])
+            args += ["max_steps=2", "global_batch_size=16", "progress=false"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, f"{line}: {result.output}"
+    assert "exact_accuracy" in result.output and (tmp_path / "runs" / "sudoku-4x4" / "evaluation.json").is_file()

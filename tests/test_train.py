@@ -238,3 +238,21 @@ def test_seed_003_deep_supervision_loop():
     assert history[-1][-1] < 0.3 * history[0][0]
     with pytest.raises(ValueError, match="segments must be >= 1"):
         train_with_deep_supervision(model, data, segments=0)
+
+
+def test_arc_runs_vote_over_augmentations(tmp_path):
+    from reasonlens.hrm.data.arc_synthetic import SyntheticARCConfig, build_synthetic_arc_dataset
+
+    data = build_synthetic_arc_dataset(
+        SyntheticARCConfig(out_dir=tmp_path / "arc", num_tasks=8, canvas_size=8, num_aug=2, seed=0)
+    )
+    run = tmp_path / "run"
+    summary = train(config(data, run, epochs=1, eval_interval=1, global_batch_size=8, max_steps=3))
+    for rule in ("task_all_or_nothing", "per_test_input"):
+        assert 0.0 <= summary[f"eval/arc/{rule}/pass@2"] <= 1.0
+    assert (run / "eval" / "step_3_submission.json").is_file()
+    arc = json.loads((run / "eval" / "step_3_arc.json").read_text())
+    assert arc["num_tasks"] == 4 and arc["num_unmatched_rows"] == 0  # half the tasks are evaluation tasks
+    result = run_evaluation(run, batch_size=8, out=tmp_path / "eval.json")
+    assert result["arc"]["per_test_input"]["pass@2"] == summary["eval/arc/per_test_input/pass@2"]
+    assert json.loads((tmp_path / "eval.submission.json").read_text()).keys() == arc["tasks"].keys()

@@ -63,6 +63,9 @@ def evaluate(
     typer.echo(f"{result['data']}: {int(metrics['count'])} puzzles, {result['segments']} segments")
     for key in ("exact_accuracy", "accuracy", "q_halt_accuracy", "steps"):
         typer.echo(f"  {key:<16} {metrics[key]:.4f}")
-    for rule, scores in result.get("arc", {}).get("scores", {}).items():
-        typer.echo(f"  ARC {rule}: " + ", ".join(f"pass@{k} {v:.4f}" for k, v in scores.items()))
+    if "arc" in result:
+        from reasonlens.hrm.arc_eval import SCORING_RULES
+
+        for rule in SCORING_RULES:
+            typer.echo(f"  ARC {rule}: " + ", ".join(f"{k} {v:.4f}" for k, v in result["arc"][rule].items()))
     typer.echo(f"wrote {result['out']}")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,7 @@ from reasonlens.hrm.data.arc import (
     unaugment_grid,
 )
 from reasonlens.hrm.data.format import DatasetError, load_identifiers, load_split
+from reasonlens.utils.io import atomic_write
 
 PREDICTION_KEYS = ("inputs", "preds", "puzzle_identifiers", "q_halt_logits")
 DEFAULT_KS = (1, 2, 5, 10, 100, 1000)
@@ -249,13 +249,6 @@ def write_submission(path: str | os.PathLike, evaluation: dict, num_attempts: in
     """Write :func:`submission_from_evaluation` as JSON, atomically (temporary file renamed into place)."""
     path = Path(path)
     text = json.dumps(submission_from_evaluation(evaluation, num_attempts))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        handle.write(text)
     return path

@@ -31,7 +31,7 @@ def format_validation_error(cls_name: str, err: ValidationError, allowed: list[s
             continue
         if item["type"] == "extra_forbidden":
             msg = f"unknown field; allowed fields: {', '.join(allowed)}"
-        elif "input" in item and item["type"] != "missing":
+        elif "input" in item and item["type"] != "missing" and str(item["input"]) not in msg:
             msg = f"{msg} (got {item['input']!r})"
         lines.append(f"  {'.'.join(str(p) for p in item['loc'])}: {msg}")
     return f"invalid {cls_name} config:\n" + "\n".join(lines)

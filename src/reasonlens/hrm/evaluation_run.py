@@ -62,9 +62,10 @@ def run_evaluation(
         "out": str(out),
     }
     if is_arc:
-        from reasonlens.hrm.arc_eval import evaluate_arc_predictions
+        from reasonlens.hrm.arc_eval import evaluate_arc_predictions, write_submission
 
         result["arc"] = evaluate_arc_predictions(data, outputs)
+        result["submission"] = str(write_submission(out.with_suffix(".submission.json"), result["arc"]))
     if save_predictions:
         with atomic_write(out.with_suffix(".predictions.npz"), "wb") as handle:
             np.savez_compressed(handle, **outputs)

@@ -353,7 +353,8 @@ class Trainer:
         totals = dict(zip(keys, values.tolist()))
         count = max(totals["count"], 1.0)
         out = {
-            f"train/{k}": v / (self.config.global_batch_size if k.endswith("loss") else count)
+            # losses per global-batch row, the rest per halted row (official); the count stays a count
+            f"train/{k}": v if k == "count" else v / (self.config.global_batch_size if k.endswith("loss") else count)
             for k, v in totals.items()
         }
         out["train/lr"] = lr
@@ -390,9 +391,11 @@ class Trainer:
             with atomic_write(self.run_dir / "eval" / f"step_{self.step}_outputs.npz", "wb") as handle:
                 np.savez_compressed(handle, **outputs)
             if is_arc:
-                from reasonlens.hrm.arc_eval import evaluate_arc_predictions
+                from reasonlens.hrm.arc_eval import evaluate_arc_predictions, write_submission
 
                 arc = evaluate_arc_predictions(dataset_dir, outputs)
+                write_json(self.run_dir / "eval" / f"step_{self.step}_arc.json", arc)
+                write_submission(self.run_dir / "eval" / f"step_{self.step}_submission.json", arc)
                 result.update(flatten_arc_scores(arc))
         return result
 
@@ -440,7 +443,10 @@ class Trainer:
         if self.rank == 0 and self.config.progress:
             from tqdm import tqdm
 
-            progress = tqdm(total=self.stop_step, initial=self.step, desc="train", dynamic_ncols=True)
+            # disable=None: no bar when stdout is not a terminal (logs get the eval lines instead)
+            progress = tqdm(
+                total=self.stop_step, initial=self.step, desc="train", dynamic_ncols=True, disable=None, mininterval=1.0
+            )
         stopped = self.step >= self.stop_step
         while self.iterations_done < self.total_iterations and not stopped:
             started = time.perf_counter()
@@ -507,11 +513,9 @@ def default_run_dir(config: TrainConfig) -> str:
 
 def flatten_arc_scores(arc: dict) -> dict[str, float]:
     """ARC voting scores as flat ``eval/arc/<rule>/pass@k`` entries for metrics.jsonl."""
-    flat = {}
-    for rule, scores in arc.get("scores", {}).items():
-        for k, value in scores.items():
-            flat[f"eval/arc/{rule}/pass@{k}"] = value
-    return flat
+    from reasonlens.hrm.arc_eval import SCORING_RULES
+
+    return {f"eval/arc/{rule}/{key}": value for rule in SCORING_RULES for key, value in arc[rule].items()}
 
 
 def format_eval(step: int, metrics: dict[str, float]) -> str:

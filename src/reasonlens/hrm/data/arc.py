@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
 
+from reasonlens.hrm.config import StrictConfig
 from reasonlens.hrm.data.format import (
     BLANK_IDENTIFIER,
     DIHEDRAL_INVERSE,
@@ -542,10 +543,8 @@ def build_tasks_dataset(
 # Real ARC
 
 
-class ARCBuildConfig(BaseModel):
+class ARCBuildConfig(StrictConfig):
     """Build of real ARC; defaults are the official ones (ARC-1 sources, 1000 augmentations)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     out_dir: Path
     dataset: Literal["arc1", "arc2"] | list[tuple[str, Role]] = "arc1"
@@ -554,6 +553,13 @@ class ARCBuildConfig(BaseModel):
     translate: bool = True
     subsample_tasks: int | None = Field(default=None, ge=1, description="keep at most this many tasks per source")
     overwrite: bool = False
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _known_dataset(cls, value):
+        if isinstance(value, str) and value not in ("arc1", "arc2"):
+            raise ValueError(f"dataset must be 'arc1', 'arc2' or a list of (folder, role) pairs, got {value!r}")
+        return value
 
 
 def load_arc_tasks(

@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from reasonlens.hrm.config import StrictConfig
 from reasonlens.hrm.data.arc import NUM_COLOURS, ARCTask, build_tasks_dataset
 from reasonlens.hrm.data.format import DatasetError
 
@@ -226,10 +227,8 @@ FAMILIES: dict[str, tuple[Callable, Callable]] = {
 # Config and builder
 
 
-class SyntheticARCConfig(BaseModel):
+class SyntheticARCConfig(StrictConfig):
     """A synthetic ARC set; tasks cycle through ``families`` in order."""
-
-    model_config = ConfigDict(extra="forbid")
 
     out_dir: Path
     num_tasks: int = Field(default=200, ge=1)

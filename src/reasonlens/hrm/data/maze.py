@@ -49,7 +49,6 @@ import logging
 import math
 import multiprocessing
 import os
-import tempfile
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -68,6 +67,7 @@ from reasonlens.hrm.data.format import (
     make_metadata,
     write_dataset,
 )
+from reasonlens.utils.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -708,15 +708,8 @@ def write_maze_csv(path: str | os.PathLike, mazes, solutions, source: str = "rea
     writer.writerow(CSV_HEADER)
     for maze, solution in zip(mazes, solutions):
         writer.writerow([source, maze_to_string(maze), maze_to_string(solution), int((solution == PATH).sum()) + 2])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as file:
+        file.write(buffer.getvalue())
     return path
 
 
