@@ -256,3 +256,17 @@ def test_arc_runs_vote_over_augmentations(tmp_path):
     result = run_evaluation(run, batch_size=8, out=tmp_path / "eval.json")
     assert result["arc"]["per_test_input"]["pass@2"] == summary["eval/arc/per_test_input/pass@2"]
     assert json.loads((tmp_path / "eval.submission.json").read_text()).keys() == arc["tasks"].keys()
+
+
+def test_optional_loggers_are_asked_for_and_explain_missing_packages(sorting_dataset, tmp_path):
+    import importlib.util
+
+    for logger, package in (("tensorboard", "tensorboard"), ("wandb", "wandb")):
+        cfg = config(sorting_dataset, tmp_path / logger, logger=logger, max_steps=1, epochs=1, eval_interval=1)
+        if importlib.util.find_spec(package) is None:
+            with pytest.raises(TrainError, match=f"needs the {package} package: pip install {package}"):
+                train(cfg)
+            assert not (tmp_path / logger).exists()  # nothing created before the error
+        elif logger == "tensorboard":
+            train(cfg)
+            assert any((tmp_path / logger / "tensorboard").iterdir())

@@ -187,6 +187,7 @@ def gather_to_rank0(obj, rank: int, world_size: int) -> list | None:
 class Trainer:
     def __init__(self, config: TrainConfig, log=print):
         self.config = config
+        require_logger(config.logger)  # fail before anything is created
         self.rank, self.world_size, self.device = setup_distributed(config.device)
         self.log = log if self.rank == 0 else (lambda *_: None)
         self.run_dir = Path(config.run_dir or default_run_dir(config))
@@ -526,15 +527,24 @@ def format_eval(step: int, metrics: dict[str, float]) -> str:
     )
 
 
+LOGGER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+def require_logger(logger: str) -> None:
+    import importlib.util
+
+    package = LOGGER_PACKAGES.get(logger)
+    if package and importlib.util.find_spec(package) is None:
+        raise TrainError(f"logger {logger!r} needs the {package} package: pip install {package}")
+
+
 def make_logger(config: TrainConfig, run_dir: Path):
     """A callable(record) for TensorBoard or wandb, or None. Imported only when asked."""
     if config.logger == "none":
         return None
     if config.logger == "tensorboard":
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as err:
-            raise TrainError("logger 'tensorboard' needs the tensorboard package: pip install tensorboard") from err
+        from torch.utils.tensorboard import SummaryWriter
+
         writer = SummaryWriter(str(run_dir / "tensorboard"))
 
         def log_tb(record):
@@ -543,10 +553,8 @@ def make_logger(config: TrainConfig, run_dir: Path):
                     writer.add_scalar(key, value, record["step"])
 
         return log_tb
-    try:
-        import wandb
-    except ImportError as err:
-        raise TrainError("logger 'wandb' needs the wandb package: pip install wandb") from err
+    import wandb
+
     wandb.init(project="reasonlens", name=run_dir.name, config=config.model_dump(), dir=str(run_dir))
     return lambda record: wandb.log({k: v for k, v in record.items() if k != "step"}, step=record["step"])
 
