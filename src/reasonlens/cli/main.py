@@ -58,6 +58,25 @@ def demo(
     Console().print(table)
 
 
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command("patch", context_settings=PASS_THROUGH, add_help_option=False)
+def patch(ctx: typer.Context) -> None:
+    """One HRM activation-patching experiment (flags of scripts/activation_patching.py; --help for them)."""
+    from reasonlens.hrm.patching_cli import main_single
+
+    raise typer.Exit(main_single(ctx.args))
+
+
+@app.command("patch-batch", context_settings=PASS_THROUGH, add_help_option=False)
+def patch_batch(ctx: typer.Context) -> None:
+    """Many HRM patching experiments, batched (flags of scripts/batch_activation_patching.py; --help for them)."""
+    from reasonlens.hrm.patching_cli import main_batch
+
+    raise typer.Exit(main_batch(ctx.args))
+
+
 @app.command()
 def version() -> None:
     """Print the versions of reasonlens and torch, and the default device."""

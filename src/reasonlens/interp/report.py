@@ -54,7 +54,8 @@ def heatmap(
     axes.set_title(title)
     for (i, j), value in np.ndenumerate(matrix):
         if np.isfinite(value):
-            axes.text(j, i, f"{value:+.3f}", ha="center", va="center", fontsize=8)
+            colour = "white" if abs(value) > 0.6 * limit else "black"  # readable on the dark ends of the scale
+            axes.text(j, i, f"{value:+.3f}", ha="center", va="center", fontsize=8, color=colour)
     figure.colorbar(image, ax=axes, label=value_label)
     return _save(figure, path)
 

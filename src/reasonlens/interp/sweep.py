@@ -236,15 +236,15 @@ def run_looped(
         batch = adapter.batch([experiment.target])
         with torch.inference_mode():
             baselines[experiment.target] = _to_python(adapter.score(adapter.run(batch), batch), 0)
-        patches = [
-            SitePatch(i.site, i.calls, _single_row_patch(i, source, reference)) for i in experiment.interventions
-        ]
+        patches = [SitePatch(i.site, i.calls, single_row_patch(i, source, reference)) for i in experiment.interventions]
         with torch.inference_mode(), intervene(adapter.model, patches, adapter.aliases):
             patched.append(_to_python(adapter.score(adapter.run(batch), batch), 0))
     return baselines, patched
 
 
-def _single_row_patch(intervention: Intervention, source: dict, reference: ActivationCache | None):
+def single_row_patch(intervention: Intervention, source: dict, reference: ActivationCache | None = None):
+    """``apply`` for one-row runs: plain indexed assignment from ``source`` ({(site, call): row tensor})."""
+
     def apply(output: torch.Tensor, k: int) -> torch.Tensor:
         output = output.clone()
         index: tuple = (0,)

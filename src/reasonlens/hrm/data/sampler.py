@@ -60,6 +60,44 @@ def sample_batch(
     return start, np.concatenate(examples), np.concatenate(puzzles)
 
 
+def puzzle_of_examples(arrays: SplitArrays) -> np.ndarray:
+    """The puzzle index of every example (the examples of a puzzle are contiguous)."""
+    return np.repeat(np.arange(arrays.num_puzzles), np.diff(arrays.puzzle_indices))
+
+
+def collate_examples(
+    metadata: DatasetMetadata,
+    arrays: SplitArrays,
+    indices: np.ndarray,
+    puzzle_of_example: np.ndarray | None = None,
+    pad_to: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Examples ``indices`` as an int32 batch (``inputs``, ``labels`` with ignored labels as −100,
+    ``puzzle_identifiers``), padded to ``pad_to`` rows with pad inputs, ignored labels and the blank id."""
+    indices = np.asarray(indices)
+    if puzzle_of_example is None:
+        puzzle_of_example = puzzle_of_examples(arrays)[indices]
+    batch = {
+        "inputs": arrays.inputs[indices].astype(np.int32),
+        "labels": arrays.labels[indices].astype(np.int32),
+        "puzzle_identifiers": arrays.puzzle_identifiers[puzzle_of_example].astype(np.int32),
+    }
+    if metadata.ignore_label_id is not None:
+        batch["labels"][batch["labels"] == metadata.ignore_label_id] = IGNORE_LABEL_ID
+    missing = (pad_to or 0) - len(indices)
+    if missing > 0:
+        pad_values = {
+            "inputs": metadata.pad_id,
+            "labels": IGNORE_LABEL_ID,
+            "puzzle_identifiers": metadata.blank_identifier_id,
+        }
+        batch = {
+            k: np.pad(v, ((0, missing),) + ((0, 0),) * (v.ndim - 1), constant_values=pad_values[k])
+            for k, v in batch.items()
+        }
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+
+
 class PuzzleBatches:
     """Batches of one split. ``train_iteration()`` yields the batches of the next training iteration;
     ``test_batches()`` yields ``(batch, real rows in it)`` over the whole split (the rest is padding)."""
@@ -107,25 +145,7 @@ class PuzzleBatches:
     # -- batches -----------------------------------------------------------------------------
 
     def collate(self, indices: np.ndarray, puzzle_of_example: np.ndarray) -> dict[str, torch.Tensor]:
-        batch = {
-            "inputs": self.arrays.inputs[indices].astype(np.int32),
-            "labels": self.arrays.labels[indices].astype(np.int32),
-            "puzzle_identifiers": self.arrays.puzzle_identifiers[puzzle_of_example].astype(np.int32),
-        }
-        if self.metadata.ignore_label_id is not None:
-            batch["labels"][batch["labels"] == self.metadata.ignore_label_id] = IGNORE_LABEL_ID
-        missing = self.local_batch_size - len(indices)
-        if missing > 0:
-            pad_values = {
-                "inputs": self.metadata.pad_id,
-                "labels": IGNORE_LABEL_ID,
-                "puzzle_identifiers": self.metadata.blank_identifier_id,
-            }
-            batch = {
-                k: np.pad(v, ((0, missing),) + ((0, 0),) * (v.ndim - 1), constant_values=pad_values[k])
-                for k, v in batch.items()
-            }
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+        return collate_examples(self.metadata, self.arrays, indices, puzzle_of_example, pad_to=self.local_batch_size)
 
     def batches_per_iteration(self) -> int:
         """Full global batches in one iteration (every group contributes at least one example)."""
@@ -165,8 +185,7 @@ class PuzzleBatches:
 
     def test_batches(self) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
         total = self.arrays.num_examples
-        # puzzle index of every example (examples of a puzzle are contiguous)
-        puzzle_of_example = np.repeat(np.arange(self.arrays.num_puzzles), np.diff(self.arrays.puzzle_indices))
+        puzzle_of_example = puzzle_of_examples(self.arrays)
         for start in range(0, total, self.global_batch_size):
             end = min(total, start + self.global_batch_size)
             local_start = min(start + self.rank * self.local_batch_size, end)

@@ -1,0 +1,8 @@
+"""Seed 000's batch of activation-patching experiments; see `python scripts/batch_activation_patching.py --help`."""
+
+import sys
+
+from reasonlens.hrm.patching_cli import main_batch
+
+if __name__ == "__main__":
+    sys.exit(main_batch())
