@@ -82,6 +82,15 @@ def main_single(argv: list[str] | None = None) -> int:
         adapter = HRMAdapter.from_checkpoint(args.checkpoint, args.data, max_steps=args.max_steps, device=args.device)
         source = None
         if args.source_data:
+            from reasonlens.hrm.data.format import load_split
+            from reasonlens.interp import InterpError
+
+            source_cells = load_split(args.source_data, "test")[0].seq_len
+            if source_cells != adapter.metadata.seq_len:
+                raise InterpError(
+                    f"source puzzles have {source_cells} cells and target puzzles "
+                    f"{adapter.metadata.seq_len}: patching needs source and target of the same shape"
+                )
             source = HRMAdapter(adapter.model, args.source_data, max_steps=adapter.max_steps, device=adapter.device)
         result = run_single_patch(
             adapter,
