@@ -290,3 +290,12 @@ def test_single_row_patch_selects_positions_and_units():
     apply = single_row_patch(parse_spec("step[1,3]:2,4")[0], source)
     out = apply(torch.zeros(1, 5, 8), 1)
     assert out.sum() == 4 and out[0, 1, 2] == 1 and out[0, 3, 4] == 1 and out[0, 0].sum() == 0
+
+
+def test_sequential_children_are_sites():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    info = probe_sites(model, lambda: model(torch.randn(2, 4)))
+    (zero,) = validate(parse_spec("0:1,2", op="zero"), info)
+    with torch.inference_mode(), capture(model, ["0"]) as cache:
+        model(torch.randn(2, 4))
+    assert zero.site == "0" and cache[("0", 0)].shape == (2, 8)

@@ -53,6 +53,14 @@ def demo(
         ("segments per puzzle", f"{summary['eval/steps']:.0f}"),
         ("run directory", summary["run_dir"]),
     ]
+    if "patching_report" in summary:
+        rows.append(
+            (
+                "patching sweep",
+                f"{summary['patching_experiments']:,} experiments in {summary['patching_seconds']:.1f} s",
+            )
+        )
+        rows.append(("patching report", summary["patching_report"]))
     for name, value in rows:
         table.add_row(name, value)
     Console().print(table)

@@ -8,6 +8,9 @@ SignSGD, persistent carry. Measured on the project's 2-core machine: 90% exact a
 held-out puzzles after about 4 minutes of training (docs/results.md). ``size=6`` builds 6×6 puzzles
 instead; those need longer training (57% exact after the same 3,750 steps, about 7 minutes).
 
+It ends with a batched activation-patching sweep on its own checkpoint (8 held-out puzzles pairwise ×
+levels H, L, both × steps all, 0, 1, 2, 3) and writes ``runs/demo/patching/report.html``.
+
 The run directory (``runs/demo`` by default) is a normal training run: ``reasonlens evaluate runs/demo``
 re-evaluates it, and the patching tools load it by default.
 """
@@ -37,6 +40,7 @@ class DemoConfig(BaseModel):
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    patch_puzzles: int = Field(8, ge=0, description="puzzles in the closing patching sweep (0: skip it)")
 
 
 def demo_train_config(config: DemoConfig, data_dir: Path) -> TrainConfig:
@@ -102,5 +106,19 @@ def run_demo(config: DemoConfig, log=print) -> dict:
         build_seconds=round(build_seconds, 1),
         total_seconds=round(time.perf_counter() - started, 1),
     )
+    if config.patch_puzzles >= 2:
+        from reasonlens.hrm.patching import HRMAdapter, run_patch_sweep
+
+        adapter = HRMAdapter.from_checkpoint(out, data_dir, device=config.device)
+        steps = ["all"] + [str(s) for s in range(adapter.max_steps)]
+        patching = run_patch_sweep(
+            adapter, config.patch_puzzles, ["H", "L", "both"], steps, "pairwise", out / "patching", log=log
+        )
+        summary.update(
+            patching_experiments=patching["num_experiments"],
+            patching_seconds=patching["seconds"],
+            patching_report=str(out / "patching" / "report.html"),
+        )
+    summary["total_seconds"] = round(time.perf_counter() - started, 1)
     write_json(out / "summary.json", summary)
     return summary

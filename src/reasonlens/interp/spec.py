@@ -28,7 +28,7 @@ from reasonlens.interp.errors import InterpError
 
 Op = Literal["patch", "zero", "mean", "resample", "add", "scale"]
 OPS = ("patch", "zero", "mean", "resample", "add", "scale")
-SITE_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
+SITE_PATTERN = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*")  # module paths; Sequential children are digits
 ENTRY_PATTERN = re.compile(
     r"^(?P<site>[^\[\]@:;\s]+)(\[(?P<positions>[^\]]*)\])?(@(?P<calls>[^:\[\]]*))?(:(?P<units>[^\[\]@:]*))?$"
 )
