@@ -28,6 +28,7 @@ positions and adds the prefix.
 
 from __future__ import annotations
 
+import html
 import itertools
 import os
 from collections.abc import Sequence
@@ -462,7 +463,7 @@ def run_patch_sweep(
                 "Setup",
                 f"<p>{len(results)} experiments ({mode}, {num_puzzles} puzzles, levels {', '.join(levels)}, "
                 f"steps configs {', '.join(steps_configs)}, {adapter.max_steps} ACT steps) in {seconds:.1f} s; "
-                f"mean target baseline accuracy {baseline:.4f}. Data: {html_escape(str(adapter.dataset_dir))}</p>",
+                f"mean target baseline accuracy {baseline:.4f}. Data: {html.escape(str(adapter.dataset_dir))}</p>",
             ),
             ("Mean accuracy change by level and patched steps", heat),
             (
@@ -484,9 +485,3 @@ def run_patch_sweep(
     log("most disruptive: " + ", ".join(f"{r['level']}@{r['steps']} ({r['mean_change']:+.4f})" for r in disruptive[:3]))
     log(f"wrote {output_dir}/summary.json, results.json/.csv, experiments/, report.html")
     return summary
-
-
-def html_escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
