@@ -199,17 +199,32 @@ def _check_sources(experiments: Sequence[Experiment]) -> None:
 
 
 def run_sweep(
-    adapter: Adapter, experiments: Sequence[Experiment], chunk_size: int = 64, reference: ActivationCache | None = None
+    adapter: Adapter,
+    experiments: Sequence[Experiment],
+    chunk_size: int = 64,
+    reference: ActivationCache | None = None,
+    sources: dict[int, dict] | None = None,
 ) -> tuple[dict[int, dict], list[dict]]:
-    """Batched path. Returns (baseline metrics per target, patched metrics per experiment, in order)."""
+    """Batched path. Returns (baseline metrics per target, patched metrics per experiment, in order).
+
+    ``sources`` supplies source values that were not computed by this adapter (e.g. activations loaded from
+    disk): ``{source index: {(site, call): row tensor}}``; a source index not in it is run and captured."""
     _check_sources(experiments)
+    given = dict(sources or {})
     source_sites: dict[int, set[str]] = {}
     for experiment in experiments:
         for intervention in experiment.interventions:
             if intervention.op in NEEDS_SOURCE:
+                if experiment.source in given:
+                    if not any(site == intervention.site for site, _ in given[experiment.source]):
+                        raise InterpError(
+                            f"the given values of source {experiment.source} lack site {intervention.site}"
+                        )
+                    continue
                 source_sites.setdefault(experiment.source, set()).add(intervention.site)
     all_sites = set().union(*source_sites.values()) if source_sites else set()
     sources = capture_rows(adapter, sorted(source_sites), all_sites, chunk_size) if source_sites else {}
+    sources.update(given)
     targets = sorted({e.target for e in experiments})
     baselines = {}
     for chunk in _chunks(targets, chunk_size):
