@@ -1,0 +1,127 @@
+"""A saved agent: its directory layout, loading, and the Q-network as the interp engine sees it.
+
+An agent directory holds ``agent.zip`` (the SB3 DQN), ``config.yaml``, ``training_curve.json`` and
+``evaluation.json`` (see :mod:`reasonlens.agents.train`), and the seed tools' working folders:
+``activation_inputs/`` (input files), ``activation_logging/`` (extracted activations) and
+``patching_results/``.
+
+**Layer names.** The engine runs ``policy.q_net`` (SB3's ``QNetwork``), so its layers are the names the
+neuron-patching guide uses: ``q_net.0`` (first Linear), ``q_net.1`` (its ReLU), ``q_net.2``, …, the last
+Linear giving the Q-values. The same layers spelled from the policy (``q_net.q_net.0``) are aliases.
+A Linear's value is its output *before* the ReLU (as the seed's extraction records it); unit j of
+``q_net.0`` is active when that value is > 0, and patching it patches what the ReLU passes on.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from reasonlens.agents.config import AgentConfig
+from reasonlens.agents.errors import AgentError
+from reasonlens.interp import Alias
+from reasonlens.utils.io import read_yaml
+
+AGENT_FILE = "agent.zip"
+CONFIG_FILE = "config.yaml"
+CURVE_FILE = "training_curve.json"
+EVAL_FILE = "evaluation.json"
+INPUTS_DIR = "activation_inputs"
+ACTIVATIONS_DIR = "activation_logging"
+RESULTS_DIR = "patching_results"
+
+
+@dataclass
+class Agent:
+    path: Path
+    config: AgentConfig
+    model: object  # stable_baselines3.DQN
+    q_net: nn.Module = field(repr=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "cpu") -> Agent:
+        from stable_baselines3 import DQN
+
+        path = Path(path)
+        if not path.is_dir():
+            raise AgentError(f"agent directory not found: {path}")
+        missing = [name for name in (AGENT_FILE, CONFIG_FILE) if not (path / name).is_file()]
+        if missing:
+            raise AgentError(
+                f"{path} is not an agent directory: it lacks {', '.join(missing)} "
+                f"(an agent directory holds {AGENT_FILE} and {CONFIG_FILE}; create one with `reasonlens agents train`)"
+            )
+        config = AgentConfig.from_dict(read_yaml(path / CONFIG_FILE))
+        try:
+            with (
+                warnings.catch_warnings()
+            ):  # SB3 warns that n-step replay settings are not rebuilt: we never train a loaded agent
+                warnings.simplefilter("ignore", UserWarning)
+                model = DQN.load(path / AGENT_FILE, device=device)
+        except Exception as err:  # SB3 raises zipfile / pickle / key errors for a damaged file
+            raise AgentError(f"{path / AGENT_FILE} is not a loadable stable-baselines3 DQN: {err}") from None
+        q_net = model.policy.q_net.eval()
+        return cls(path=path, config=config, model=model, q_net=q_net)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.q_net.parameters()).device
+
+    @property
+    def obs_dim(self) -> int:
+        return self.linear_layers()[0][1].in_features
+
+    @property
+    def n_actions(self) -> int:
+        return self.linear_layers()[-1][1].out_features
+
+    def layers(self) -> dict[str, int]:
+        """{layer name: width} for every module of the Q-network's Sequential, in order."""
+        widths, width = {}, self.obs_dim
+        for name, module in self.q_net.q_net.named_children():
+            if isinstance(module, nn.Linear):
+                width = module.out_features
+            widths[f"q_net.{name}"] = width
+        return widths
+
+    def linear_layers(self) -> list[tuple[str, nn.Linear]]:
+        return [(f"q_net.{n}", m) for n, m in self.q_net.q_net.named_children() if isinstance(m, nn.Linear)]
+
+    def hidden_layers(self) -> list[str]:
+        """The Linear layers whose outputs feed a ReLU: the ones neuron finding searches."""
+        return [name for name, _ in self.linear_layers()[:-1]]
+
+    @property
+    def aliases(self) -> dict[str, Alias]:
+        return {f"q_net.{name}": Alias(name, description=f"{name} spelled from the policy") for name in self.layers()}
+
+    def check_layer(self, layer: str) -> str:
+        """The canonical name of ``layer`` (``q_net.q_net.2`` → ``q_net.2``) or an error listing the valid ones."""
+        canonical = layer[len("q_net.") :] if layer.startswith("q_net.q_net.") else layer
+        if canonical not in self.layers():
+            raise AgentError(f"unknown layer {layer!r}; valid layers: {', '.join(self.layers())}")
+        return canonical
+
+    def q_values(self, observations: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.q_net(observations.to(self.device, torch.float32))
+
+    def resolve_input(self, name: str | os.PathLike) -> Path:
+        """An input file as given, else under ``activation_inputs/`` (as the seed tools resolve it)."""
+        return _resolve(Path(name), self.path / INPUTS_DIR, "input file")
+
+    def resolve_activations(self, name: str | os.PathLike) -> Path:
+        """An activation file as given, else under ``activation_logging/``."""
+        return _resolve(Path(name), self.path / ACTIVATIONS_DIR, "activation file")
+
+
+def _resolve(path: Path, folder: Path, what: str) -> Path:
+    for candidate in (path, folder / path):
+        if candidate.is_file():
+            return candidate
+    raise AgentError(f"{what} not found: looked for {path} and {folder / path}")
