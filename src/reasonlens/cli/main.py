@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from reasonlens.cli.agents import app as agents_app
 from reasonlens.cli.data import app as data_app
 from reasonlens.cli.errors import friendly_errors
 from reasonlens.cli.hrm import app as hrm_app
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(hrm_app, name="hrm")
 app.add_typer(data_app, name="data")
+app.add_typer(agents_app, name="agents")
 app.command()(train)
 app.command()(evaluate)
 

@@ -1,0 +1,127 @@
+"""``reasonlens agents ...``: train and evaluate DQN agents, make input pairs, and the seed-001 tools
+(``extract``, ``patch``, ``neurons`` take the flags of the scripts in ``Neuron_Selection/``)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="DQN agents in MiniGrid and neuron patching of their Q-networks (needs the agents extra).",
+    no_args_is_help=True,
+)
+
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@contextlib.contextmanager
+def agent_errors():
+    try:
+        from reasonlens.agents.errors import AgentError
+        from reasonlens.utils.config import ConfigError
+    except ImportError as err:  # pragma: no cover - depends on the install
+        typer.echo(f"error: the agents family needs the [agents] extra ({err}); pip install -e '.[agents]'", err=True)
+        raise typer.Exit(2) from None
+    try:
+        yield
+    except (AgentError, ConfigError, FileExistsError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def train(
+    env_id: Annotated[str, typer.Argument(help="a MiniGrid id, e.g. MiniGrid-LavaCrossingS9N1-v0")],
+    out: Annotated[str, typer.Option("--out", help="agent directory to create")],
+    steps: Annotated[int | None, typer.Option(help="environment steps (default: the env's recipe)")] = None,
+    seed: Annotated[int, typer.Option(help="training seed")] = 0,
+    eval_every: Annotated[int | None, typer.Option(help="steps between success-rate evaluations")] = None,
+    eval_episodes: Annotated[int | None, typer.Option(help="episodes per evaluation")] = None,
+    n_envs: Annotated[int | None, typer.Option(help="parallel environments")] = None,
+    gamma: Annotated[float | None, typer.Option(help="discount")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+) -> None:
+    """Train a DQN agent (recipe per env: docs/agents.md) and save AGENT_DIR with its success rate."""
+    with agent_errors():
+        from reasonlens.agents.config import config_for
+        from reasonlens.agents.envs import check_env_id
+        from reasonlens.agents.train import train_agent
+
+        check_env_id(env_id)
+        config = config_for(
+            env_id,
+            steps=steps,
+            seed=seed,
+            eval_every=eval_every,
+            eval_episodes=eval_episodes,
+            n_envs=n_envs,
+            gamma=gamma,
+            device=device,
+        )
+        train_agent(config, out, log=typer.echo)
+
+
+@app.command()
+def evaluate(
+    agent_dir: Annotated[str, typer.Argument(help="agent directory")],
+    episodes: Annotated[int | None, typer.Option(help="episodes (default: the config's test_episodes)")] = None,
+    seed: Annotated[int | None, typer.Option(help="first reset seed (default: the config's test_seed)")] = None,
+) -> None:
+    """Success rate of the agent's greedy policy."""
+    with agent_errors():
+        from reasonlens.agents.agent import Agent
+        from reasonlens.agents.train import evaluate_agent
+
+        result = evaluate_agent(Agent.load(agent_dir), episodes, seed)
+        typer.echo(
+            f"success {result['success_rate']:.1%} over {result['episodes']} episodes (seeds from "
+            f"{result['first_seed']}); mean length {result['mean_length']:.1f}"
+        )
+
+
+@app.command()
+def inputs(
+    agent_dir: Annotated[str, typer.Argument(help="agent directory")],
+    corruption: Annotated[str, typer.Option(help="lava_into_path | goal_moved | agent_turned")] = "lava_into_path",
+    n: Annotated[int, typer.Option(help="number of pairs")] = 100,
+    seed: Annotated[int, typer.Option(help="first reset seed")] = 0,
+    states: Annotated[str, typer.Option(help="visited (the agent's own rollouts) | random")] = "visited",
+    per_episode: Annotated[int, typer.Option(help="at most this many states per episode")] = 4,
+    keep_same_action: Annotated[bool, typer.Option(help="keep pairs where the agent acts the same")] = False,
+    prefix: Annotated[str, typer.Option(help="file name prefix: <prefix>clean_inputs.json")] = "",
+) -> None:
+    """Write clean/corrupted input pairs (same ids) into AGENT_DIR/activation_inputs/."""
+    with agent_errors():
+        from reasonlens.agents.agent import Agent
+        from reasonlens.agents.inputs import make_input_pairs, write_input_pairs
+
+        agent = Agent.load(agent_dir)
+        clean, corrupted = make_input_pairs(agent, corruption, n, seed, states, per_episode, not keep_same_action)
+        clean_path, corrupted_path = write_input_pairs(agent, clean, corrupted, prefix)
+        typer.echo(f"{len(clean)} {corruption} pairs -> {clean_path}, {corrupted_path}")
+
+
+@app.command(context_settings=PASS_THROUGH, add_help_option=False)
+def extract(ctx: typer.Context) -> None:
+    """Activations per layer and input (flags of Neuron_Selection/activation_extraction.py; --help for them)."""
+    from reasonlens.agents.tools_cli import main_extract
+
+    raise typer.Exit(main_extract(ctx.args))
+
+
+@app.command(context_settings=PASS_THROUGH, add_help_option=False)
+def patch(ctx: typer.Context) -> None:
+    """Neuron patching (flags of Neuron_Selection/activation_patching.py; --help for them)."""
+    from reasonlens.agents.tools_cli import main_patch
+
+    raise typer.Exit(main_patch(ctx.args))
+
+
+@app.command(context_settings=PASS_THROUGH, add_help_option=False)
+def neurons(ctx: typer.Context) -> None:
+    """Neuron finding: diff | dead | ablate | search (flags of Neuron_Selection/find_neurons.py; --help)."""
+    from reasonlens.agents.tools_cli import main_find
+
+    raise typer.Exit(main_find(ctx.args))
