@@ -33,8 +33,25 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
+def documented_agent(workdir):
+    """docs/agents.md's blocks read Agent_Storage/lava9 with its input pairs and activations: build a small
+    untrained one there (the numbers in the doc come from the trained agent; the code paths are the same)."""
+    from agents_helpers import make_agent_dir
+
+    from reasonlens.agents.extraction import extract_activations
+    from reasonlens.agents.inputs import make_input_pairs, write_input_pairs
+
+    agent = make_agent_dir(workdir / "Agent_Storage" / "lava9", "MiniGrid-LavaCrossingS9N1-v0", seed=3)
+    write_input_pairs(agent, *make_input_pairs(agent, "agent_turned", 20, states="random"))
+    for name in ("clean_inputs.json", "corrupted_inputs.json"):
+        extract_activations(agent, name)
+
+
 @pytest.mark.parametrize(("doc", "index", "code"), PYTHON_BLOCKS, ids=[f"{d}-{i}" for d, i, _ in PYTHON_BLOCKS])
 def test_python_block_runs(doc, index, code, workdir):
+    if doc == "agents.md":
+        pytest.importorskip("stable_baselines3")
+        documented_agent(workdir)
     exec(compile(code, f"{doc}[{index}]", "exec"), {"__name__": "__doc_example__"})
 
 

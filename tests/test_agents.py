@@ -1,0 +1,528 @@
+"""The agents family: training and agent directories, states and corruptions, extraction, patching (the
+seed-001 guide's commands and snippets end to end), neuron finding on a planted circuit, bad input."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from agents_helpers import TINY_OVERRIDES, make_agent_dir, plant_circuit
+from typer.testing import CliRunner
+
+pytest.importorskip("stable_baselines3")
+pytest.importorskip("minigrid")
+
+from reasonlens.agents import neurons
+from reasonlens.agents.agent import Agent
+from reasonlens.agents.config import config_for
+from reasonlens.agents.envs import State, apply_state, cells_of, make_env, observe
+from reasonlens.agents.errors import AgentError
+from reasonlens.agents.experiment import PatchingExperiment, QNetAdapter, parse_patch_spec
+from reasonlens.agents.extraction import extract_activations, load_activations
+from reasonlens.agents.inputs import corrupt, load_inputs, make_input_pairs, write_input_pairs
+from reasonlens.agents.train import train_agent
+from reasonlens.cli.main import app
+from reasonlens.interp import Experiment, Intervention, run_sweep
+from reasonlens.interp.sweep import run_looped
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_ID = "MiniGrid-LavaCrossingS11N5-v0-81110-6,4,0-0763"
+LAVA = "MiniGrid-LavaCrossingS9N1-v0"
+
+
+@pytest.fixture(scope="module")
+def lava_agent(tmp_path_factory):
+    """An untrained LavaCrossing agent with 24 agent_turned pairs (actions differ) and their activations."""
+    agent = make_agent_dir(tmp_path_factory.mktemp("agents") / "lava", LAVA, seed=1)
+    clean, corrupted = make_input_pairs(agent, "agent_turned", 24, seed=0, states="random")
+    write_input_pairs(agent, clean, corrupted)
+    extract_activations(agent, "clean_inputs.json")
+    extract_activations(agent, "corrupted_inputs.json")
+    return agent
+
+
+def q_forward(agent, obs, patch=None):
+    """Hand-written forward of the Q-network with optional {layer: (units, values)} replacement."""
+    x = obs
+    for name, module in agent.q_net.q_net.named_children():
+        x = module(x)
+        if patch and f"q_net.{name}" in patch:
+            units, values = patch[f"q_net.{name}"]
+            x = x.clone()
+            x[..., units] = values
+    return x
+
+
+# --- training and agent directories -------------------------------------------------------------------
+
+
+def test_train_writes_a_complete_agent_directory(tmp_path):
+    config = config_for("MiniGrid-Empty-5x5-v0", steps=2_000, **TINY_OVERRIDES)
+    logs = []
+    agent = train_agent(config, tmp_path / "a", log=logs.append)
+    for name in ("agent.zip", "config.yaml", "training_curve.json", "evaluation.json"):
+        assert (tmp_path / "a" / name).is_file(), name
+    curve = json.loads((tmp_path / "a" / "training_curve.json").read_text())
+    assert [p["steps"] for p in curve] == [1_000, 2_000]
+    assert all(0 <= p["success_rate"] <= 1 for p in curve)
+    final = json.loads((tmp_path / "a" / "evaluation.json").read_text())
+    assert final["episodes"] == 4 and final["first_seed"] == config.test_seed
+    assert agent.layers() == {"q_net.0": 128, "q_net.1": 128, "q_net.2": 128, "q_net.3": 128, "q_net.4": 3}
+    assert Agent.load(tmp_path / "a").config == config
+    with pytest.raises(FileExistsError, match="already holds an agent"):
+        train_agent(config, tmp_path / "a", log=logs.append)
+
+
+def test_empty_room_agent_learns(tmp_path):
+    """The Empty-5x5 recipe solves the room (measured: 100% within 15k steps)."""
+    agent = train_agent(
+        config_for("MiniGrid-Empty-5x5-v0", steps=10_000, eval_every=5_000, eval_episodes=10),
+        tmp_path / "e",
+        log=lambda _: None,
+    )
+    assert json.loads((agent.path / "evaluation.json").read_text())["success_rate"] >= 0.9
+
+
+def test_q_net_names_match_the_seed_and_both_spellings_work(lava_agent):
+    obs = load_inputs(lava_agent.resolve_input("clean_inputs.json"), lava_agent.obs_dim)[1][:3]
+    spelled = parse_patch_spec(lava_agent, "q_net.q_net.0:1,2;q_net.2:all")
+    assert [i.site for i in spelled] == ["q_net.0", "q_net.2"]
+    sb3_q = lava_agent.model.policy.q_net(obs)  # SB3's own forward
+    assert torch.allclose(q_forward(lava_agent, obs), sb3_q)
+    actions, _ = lava_agent.model.predict(obs.numpy(), deterministic=True)
+    assert actions.tolist() == sb3_q.argmax(-1).tolist()
+
+
+# --- states, observations, corruptions ----------------------------------------------------------------
+
+
+def test_observe_rebuilds_the_environment_observation():
+    env = make_env(LAVA)
+    for seed in (0, 7, 123):
+        obs, _ = env.reset(seed=seed)
+        grid = env.unwrapped
+        state = State(LAVA, seed, int(grid.agent_pos[0]), int(grid.agent_pos[1]), int(grid.agent_dir))
+        assert np.array_equal(observe(state), obs.astype(np.float32))
+        obs, *_ = env.step(1)  # turn right: the state changes only in direction
+        turned = State(LAVA, seed, state.x, state.y, (state.direction + 1) % 4)
+        assert np.array_equal(observe(turned), obs.astype(np.float32))
+
+
+def test_corruptions_make_one_causal_change():
+    env = make_env(LAVA)
+    rng = np.random.default_rng(0)
+    state = State(LAVA, 3, 1, 1, 0)  # seed 3: the cell ahead (2, 1) is free floor
+    grid = apply_state(env, state)
+    lava_before = len(cells_of(grid, "lava"))
+    changed, record = corrupt(grid, state, "lava_into_path", rng)
+    assert record["lava_to"] == [2, 1]
+    grid = apply_state(env, changed)
+    assert grid.grid.get(2, 1).type == "lava" and len(cells_of(grid, "lava")) == lava_before
+    view = observe(changed).reshape(7, 7, 3)
+    assert view[3, 5, 0] == 9  # the cell straight ahead of the agent (view column 3, row 5) is lava
+    grid = apply_state(env, state)
+    moved, record = corrupt(grid, state, "goal_moved", rng)
+    grid = apply_state(env, moved)
+    assert cells_of(grid, "goal") == [tuple(record["goal_to"])] != [tuple(record["goal_from"])]
+    grid = apply_state(env, state)
+    turned, _ = corrupt(grid, state, "agent_turned", rng)
+    assert (turned.x, turned.y, turned.direction) == (1, 1, 1)
+
+
+def test_input_pairs_share_ids_and_differ_in_action(lava_agent):
+    _, clean_obs, clean = load_inputs(lava_agent.resolve_input("clean_inputs.json"), 147)
+    _, corrupted_obs, corrupted = load_inputs(lava_agent.resolve_input("corrupted_inputs.json"), 147)
+    assert list(clean) == list(corrupted) and len(clean) == 24
+    assert all(re.fullmatch(rf"{LAVA}-\d+-\d+,\d+,[0-3]-\d{{4}}", i) for i in clean)
+    actions_clean = lava_agent.q_values(clean_obs).argmax(-1)
+    actions_corrupted = lava_agent.q_values(corrupted_obs).argmax(-1)
+    assert (actions_clean != actions_corrupted).all()
+    for input_id, entry in corrupted.items():  # every input can be rebuilt from its recorded state
+        state = State(
+            entry["env_id"], entry["seed"], *entry["agent_pos"], entry["agent_dir"], tuple(map(tuple, entry["edits"]))
+        )
+        assert observe(state).tolist() == entry["input"], input_id
+
+
+# --- extraction ---------------------------------------------------------------------------------------
+
+
+def test_extraction_formats_and_values(lava_agent):
+    folder = lava_agent.path / "activation_logging"
+    readable = json.loads((folder / "clean_activations_readable.json").read_text())
+    ids, obs, _ = load_inputs(lava_agent.resolve_input("clean_inputs.json"), 147)
+    assert list(readable) == ids
+    with np.load(folder / "clean_activations.npz") as archive:
+        assert set(archive.files) == {f"{i}_{layer}" for i in ids for layer in lava_agent.layers()}
+        first = archive[f"{ids[0]}_q_net.0"]
+    assert first.shape == (1, 128)
+    assert np.allclose(readable[ids[0]]["q_net.0"], first)
+    q = lava_agent.model.policy.q_net(obs).detach()
+    assert np.allclose([readable[i]["q_net.4"][0] for i in ids], q.numpy(), atol=1e-6)
+    pre, post = np.array(readable[ids[0]]["q_net.0"]), np.array(readable[ids[0]]["q_net.1"])
+    assert np.allclose(post, np.maximum(pre, 0))
+
+
+# --- patching -----------------------------------------------------------------------------------------
+
+
+def test_patching_equals_a_hand_patched_forward(lava_agent):
+    experiment = PatchingExperiment(lava_agent.path)
+    results = experiment.run_patching_experiment(
+        "corrupted_inputs.json", "clean_activations.npz", {"q_net.0": [5, 10, 15], "q_net.2": "all"}
+    )
+    clean = load_activations(lava_agent.resolve_activations("clean_activations.npz"), lava_agent)
+    ids, obs, _ = load_inputs(lava_agent.resolve_input("corrupted_inputs.json"), 147)
+    for row, input_id in enumerate(ids):
+        patch = {
+            "q_net.0": ([5, 10, 15], clean[input_id]["q_net.0"][[5, 10, 15]]),
+            "q_net.2": (slice(None), clean[input_id]["q_net.2"]),
+        }
+        expected = q_forward(lava_agent, obs[row : row + 1], patch).detach()
+        record = results[input_id]
+        assert np.allclose(record["patched_output"], expected.numpy(), atol=1e-5)
+        assert np.allclose(record["baseline_output"], q_forward(lava_agent, obs[row : row + 1]).detach(), atol=1e-5)
+        assert record["action_changed"] == (record["baseline_action"] != record["patched_action"])
+        # q_net.2 is patched whole from clean, so the decision is the clean one
+        assert record["patched_action"] == record["source_action"] and record["matches_source"]
+
+
+def test_identity_patch_changes_nothing(lava_agent):
+    results = PatchingExperiment(lava_agent.path).run_patching_experiment(
+        "corrupted_inputs.json", "corrupted_activations.npz", "q_net.0:all;q_net.2:all"
+    )
+    assert not any(r["action_changed"] for r in results.values())
+    assert all(np.allclose(r["baseline_output"], r["patched_output"], atol=1e-6) for r in results.values())
+
+
+def test_batched_equals_looped_for_single_neuron_patches(lava_agent):
+    _, clean_obs, _ = load_inputs(lava_agent.resolve_input("clean_inputs.json"), 147)
+    _, corrupted_obs, _ = load_inputs(lava_agent.resolve_input("corrupted_inputs.json"), 147)
+    adapter = QNetAdapter(lava_agent, torch.cat([corrupted_obs[:4], clean_obs[:4]]))
+    experiments = [
+        Experiment(target=r, source=4 + r, interventions=(Intervention(site=layer, units=(u,)),))
+        for layer in ("q_net.0", "q_net.2")
+        for u in range(0, 128, 9)
+        for r in range(4)
+    ]
+    batched = run_sweep(adapter, experiments, chunk_size=37)[1]
+    looped = run_looped(adapter, experiments)[1]
+    assert [b["action"] for b in batched] == [loop["action"] for loop in looped]
+    assert np.allclose([b["q_values"] for b in batched], [loop["q_values"] for loop in looped], atol=1e-6)
+
+
+def test_zero_ablation_of_a_whole_layer_gives_the_bias_path(lava_agent):
+    results = PatchingExperiment(lava_agent.path).run_patching_experiment(
+        "corrupted_inputs.json", None, "q_net.2:all", op="zero"
+    )
+    last = lava_agent.linear_layers()[-1][1]
+    constant = last(torch.zeros(128)).detach()  # q_net.3 = relu(0) = 0, so Q = bias of the last layer
+    assert all(np.allclose(r["patched_output"][0], constant, atol=1e-6) for r in results.values())
+
+
+def run_script(name, args, cwd):
+    return subprocess.run(
+        [sys.executable, str(REPO / "Neuron_Selection" / name), *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def seed_layout(tmp_path_factory):
+    """The guide's layout: scripts run from Neuron_Selection/, the agent in
+    ../Agent_Storage/SpawnTests/biased/biased-v1,
+    input files in its activation_inputs/. One input carries the id the guide's third example names."""
+    root = tmp_path_factory.mktemp("seed001")
+    (root / "Neuron_Selection").mkdir()
+    agent = make_agent_dir(root / "Agent_Storage/SpawnTests/biased/biased-v1", LAVA, seed=2)
+    clean, corrupted = make_input_pairs(
+        agent, "lava_into_path", 6, seed=5, states="random", require_action_change=False
+    )
+    # ids are labels the files share; relabel the first pair with the guide's example id
+    first = next(iter(clean))
+    clean = {SEED_ID if k == first else k: v for k, v in clean.items()}
+    corrupted = {SEED_ID if k == first else k: v for k, v in corrupted.items()}
+    write_input_pairs(agent, clean, corrupted)
+    return root
+
+
+SEED_AGENT = "../Agent_Storage/SpawnTests/biased/biased-v1"
+
+
+def test_seed_commands_end_to_end(seed_layout):
+    cwd = seed_layout / "Neuron_Selection"
+    for inputs in ("clean_inputs.json", "corrupted_inputs.json"):
+        done = run_script("activation_extraction.py", ["--agent_path", SEED_AGENT, "--inputs", inputs], cwd)
+        assert done.returncode == 0, done.stderr
+    examples = [
+        (["--patch_spec", "q_net.0:5,6,7;q_net.2:10,11", "--output_prefix", "experiment1"], 6),
+        (["--patch_spec", "q_net.2:all", "--output_prefix", "experiment2"], 6),
+        (["--patch_spec", "q_net.0:5,6,7", "--input_ids", SEED_ID, "--output_prefix", "experiment3"], 1),
+    ]
+    common = [
+        "--agent_path",
+        SEED_AGENT,
+        "--target_input",
+        "corrupted_inputs.json",
+        "--source_activations",
+        "clean_activations.npz",
+    ]
+    results_dir = seed_layout / "Agent_Storage/SpawnTests/biased/biased-v1/patching_results"
+    for args, n in examples:
+        done = run_script("activation_patching.py", common + args, cwd)
+        assert done.returncode == 0, done.stderr
+        prefix = args[-1]
+        results = json.loads((results_dir / f"{prefix}_results.json").read_text())
+        assert len(results) == n
+        for record in results.values():
+            assert {"baseline_output", "baseline_action", "patched_output", "patched_action", "action_changed"} <= set(
+                record
+            )
+        summary = json.loads((results_dir / f"{prefix}_summary.json").read_text())
+        assert summary["inputs"] == n
+    assert list(json.loads((results_dir / "experiment3_results.json").read_text())) == [SEED_ID]
+    # patching q_net.2 whole carries the clean decision over on every input
+    assert all(r["matches_source"] for r in json.loads((results_dir / "experiment2_results.json").read_text()).values())
+
+
+def test_seed_python_snippets_run(seed_layout, monkeypatch, capsys):
+    cwd = seed_layout / "Neuron_Selection"
+    for inputs in ("clean_inputs.json", "corrupted_inputs.json"):
+        assert (
+            run_script("activation_extraction.py", ["--agent_path", SEED_AGENT, "--inputs", inputs], cwd).returncode
+            == 0
+        )
+    logging = seed_layout / "Agent_Storage/SpawnTests/biased/biased-v1/activation_logging"
+    monkeypatch.chdir(logging)
+    # find_different_neurons.py, as the guide writes it (paths and input id filled in)
+    with open("clean_activations_readable.json") as f:
+        clean = json.load(f)
+    with open("corrupted_activations_readable.json") as f:
+        corrupted = json.load(f)
+    input_id = SEED_ID
+    layer = "q_net.2"
+    clean_values = np.array(clean[input_id][layer])
+    corrupted_values = np.array(corrupted[input_id][layer])
+    differences = np.abs(clean_values - corrupted_values)
+    top_different_neurons = np.argsort(differences[0])[-10:]
+    assert len(top_different_neurons) == 10
+    # the ReLU analysis, on the ReLU's output (q_net.3 follows q_net.2)
+    clean_values, corrupted_values = np.array(clean[input_id]["q_net.3"]), np.array(corrupted[input_id]["q_net.3"])
+    clean_active = clean_values[0] > 0
+    corrupted_dead = corrupted_values[0] == 0
+    neurons_of_interest = np.where(clean_active & corrupted_dead)[0]
+    found = neurons.active_to_dead(
+        load_activations("clean_activations.npz", Agent.load(seed_layout / SEED_AGENT[3:])),
+        load_activations("corrupted_activations.npz", Agent.load(seed_layout / SEED_AGENT[3:])),
+        "q_net.2",
+    )
+    assert found["clean_active_corrupted_dead"][SEED_ID] == neurons_of_interest.tolist()
+    # the Advanced Analysis snippet
+    from Neuron_Selection.PatchingTooling import PatchingExperiment as SeedExperiment
+
+    experiment = SeedExperiment(agent_path=str(seed_layout / SEED_AGENT[3:]))
+    results = experiment.run_patching_experiment(
+        target_input_file="corrupted_inputs.json",
+        source_activation_file="clean_activations.npz",
+        patch_spec={
+            "q_net.0": [5, 10, 15],  # Specific neurons
+            "q_net.2": "all",  # Entire layer
+        },
+    )
+    assert len(results) == 6 and SEED_ID in results
+
+
+def test_cli_runs_the_workflow(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "agent"
+    result = runner.invoke(
+        app,
+        [
+            "agents",
+            "train",
+            "MiniGrid-Empty-5x5-v0",
+            "--steps",
+            "600",
+            "--eval-every",
+            "300",
+            "--eval-episodes",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["agents", "evaluate", str(out), "--episodes", "3"])
+    assert result.exit_code == 0 and "over 3 episodes" in result.output
+    result = runner.invoke(
+        app, ["agents", "inputs", str(out), "--corruption", "goal_moved", "--n", "5", "--keep-same-action"]
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("clean_inputs.json", "corrupted_inputs.json"):
+        result = runner.invoke(app, ["agents", "extract", "--agent_path", str(out), "--inputs", name])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app,
+        [
+            "agents",
+            "patch",
+            "--agent_path",
+            str(out),
+            "--target_input",
+            "corrupted_inputs.json",
+            "--source_activations",
+            "clean_activations.npz",
+            "--patch_spec",
+            "q_net.0:all",
+            "--output_prefix",
+            "cli",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "patching_results" / "cli_results.json").is_file()
+    for method in ("diff", "dead", "ablate"):
+        result = runner.invoke(app, ["agents", "neurons", method, "--agent_path", str(out)])
+        assert result.exit_code == 0, result.output
+        assert (out / "patching_results" / f"neurons_{method}.json").is_file()
+
+
+# --- neuron finding -----------------------------------------------------------------------------------
+
+
+def test_difference_and_dead_unit_rankings_by_hand():
+    clean = {"a": {"L": torch.tensor([1.0, -2.0, 3.0, 0.5])}, "b": {"L": torch.tensor([0.0, 1.0, 2.0, -1.0])}}
+    corrupted = {"a": {"L": torch.tensor([1.0, 2.0, -3.0, 0.5])}, "b": {"L": torch.tensor([1.0, 1.0, -2.0, 1.0])}}
+    diff = neurons.activation_differences(clean, corrupted, "L", top_k=2)
+    assert diff["mean_abs_difference"] == [0.5, 2.0, 5.0, 1.0]
+    assert diff["top_units"] == [2, 1] and diff["per_input"]["a"] == [2, 1]
+    dead = neurons.active_to_dead(clean, corrupted, "L")
+    assert dead["clean_active_corrupted_dead"] == {"a": [2], "b": [2]}
+    assert dead["clean_dead_corrupted_active"] == {"a": [1], "b": [0, 3]}
+    assert dead["most_often_killed"] == [2]
+
+
+@pytest.fixture
+def planted(tmp_path):
+    make_agent_dir(tmp_path / "planted", LAVA)
+    agent = plant_circuit(tmp_path / "planted", feature=10, unit0=5, unit2=9)
+    clean = torch.zeros(12, 147)
+    clean[:, 10] = torch.linspace(1.0, 3.0, 12)  # Q(left) = feature > 0.5 → action 0
+    corrupted = clean.clone()
+    corrupted[:, 10] = 0.0  # Q(left) = 0 → action 1 (right)
+    corrupted[:, 20] = 1.0  # an irrelevant change
+    return agent, clean, corrupted
+
+
+def test_narrowing_search_finds_the_planted_unit(planted):
+    agent, clean, corrupted = planted
+    assert agent.q_values(clean).argmax(-1).tolist() == [0] * 12
+    assert agent.q_values(corrupted).argmax(-1).tolist() == [1] * 12
+    for layer, unit in (("q_net.0", 5), ("q_net.2", 9)):
+        result = neurons.narrowing_search(agent, clean, corrupted, [layer], threshold=1.0)
+        assert result.found and result.units == {layer: [unit]} and result.restore_rate == 1.0
+        assert result.trace[0].size == 128 and result.trace[0].stage == "whole layer"
+    both = neurons.narrowing_search(agent, clean, corrupted, ["q_net.0", "q_net.2"], threshold=1.0)
+    assert sum(len(u) for u in both.units.values()) == 1
+    # the output layer cannot restore anything it does not see: patching q_net.0 minus unit 5 fails
+    result = neurons.narrowing_search(agent, clean[:, :], corrupted, ["q_net.4"], threshold=1.0)
+    assert result.found and result.units == {"q_net.4": [0]}
+
+
+def test_ablation_scan_names_the_planted_unit(planted):
+    agent, clean, _ = planted
+    scan = neurons.ablation_scan(agent, clean, "q_net.0")
+    assert scan["ranking"][0] == 5 and scan["action_change_rate"][5] == 1.0
+    assert sum(scan["action_change_rate"]) == 1.0  # no other unit matters
+    mean_scan = neurons.ablation_scan(agent, clean, "q_net.2", op="mean")
+    assert mean_scan["action_change_rate"][9] == 0.0  # the mean of unit 9 over these inputs still picks left
+
+
+def test_narrowing_search_reports_a_layer_without_effect(planted):
+    agent, clean, corrupted = planted
+    agent.linear_layers()[0][1].weight.data[5, 10] = 0.0  # cut the circuit: nothing restores the action now
+    agent.linear_layers()[-1][1].bias.data[0] = 1.0  # Q(left) = 1 > 0.5 on both, so the actions agree
+    with pytest.raises(AgentError, match="same action on every clean and corrupted"):
+        neurons.narrowing_search(agent, clean, corrupted, ["q_net.0"])
+
+
+# --- bad input ----------------------------------------------------------------------------------------
+
+
+def patch_cli(agent_dir, *extra, cwd=None):
+    args = [
+        "--agent_path",
+        str(agent_dir),
+        "--target_input",
+        "corrupted_inputs.json",
+        "--source_activations",
+        "clean_activations.npz",
+        "--output_prefix",
+        "bad",
+        *extra,
+    ]
+    return run_script("activation_patching.py", args, cwd or agent_dir)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--patch_spec", "q_net.7:1"],
+            r"unknown layer 'q_net.7'; valid layers: q_net.0, q_net.1, q_net.2, q_net.3, q_net.4",
+        ),
+        (["--patch_spec", "q_net.0:200"], r"neuron 200 is out of range for q_net.0, which has 128 units \(0..127\)"),
+        (
+            ["--patch_spec", "q_net.0:1", "--input_ids", "no-such-id"],
+            r"input id\(s\) not in .*corrupted_inputs.json: no-such-id",
+        ),
+        (["--patch_spec", "q_net.0:1,x"], r"bad patch spec"),
+    ],
+)
+def test_bad_patching_input_is_one_clear_error_and_writes_nothing(lava_agent, extra, message):
+    done = patch_cli(lava_agent.path, *extra)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), done.stderr
+    assert not list((lava_agent.path / "patching_results").glob("bad_*"))
+
+
+def test_activations_from_another_agent_are_refused(lava_agent, tmp_path):
+    other = make_agent_dir(tmp_path / "narrow", LAVA, net_arch=(64, 64))
+    write_input_pairs(other, *make_input_pairs(other, "agent_turned", 3, states="random", require_action_change=False))
+    npz, _ = extract_activations(other, "clean_inputs.json")
+    with pytest.raises(AgentError, match=r"q_net.0 has shape \(1, 64\) but this agent's q_net.0 has width 128"):
+        load_activations(npz, lava_agent)
+    done = patch_cli(lava_agent.path, "--patch_spec", "q_net.0:1", "--source_activations", str(npz))
+    assert done.returncode == 2 and "width 128" in done.stderr
+    assert not list((lava_agent.path / "patching_results").glob("bad_*"))
+
+
+def test_a_directory_that_is_not_an_agent(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AgentError, match=r"is not an agent directory: it lacks agent.zip, config.yaml"):
+        Agent.load(tmp_path / "empty")
+    with pytest.raises(AgentError, match="agent directory not found"):
+        Agent.load(tmp_path / "missing")
+    done = run_script(
+        "activation_extraction.py", ["--agent_path", str(tmp_path / "empty"), "--inputs", "x.json"], tmp_path
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "not an agent directory" in done.stderr
+
+
+def test_input_files_are_checked(lava_agent, tmp_path):
+    bad = tmp_path / "short.json"
+    bad.write_text(json.dumps({"x": {"input": [0.0] * 10}}))
+    with pytest.raises(AgentError, match="input 'x' has 10 values but the agent observes 147"):
+        extract_activations(lava_agent, bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(AgentError, match="must be a non-empty JSON object"):
+        load_inputs(bad)
+    with pytest.raises(AgentError, match="input file not found"):
+        lava_agent.resolve_input("nope.json")
+    with pytest.raises(
+        AgentError, match="unknown corruption 'flood'; allowed: lava_into_path, goal_moved, agent_turned"
+    ):
+        make_input_pairs(lava_agent, "flood", 1)
