@@ -26,7 +26,7 @@ import torch
 
 from reasonlens.agents.agent import RESULTS_DIR, Agent
 from reasonlens.agents.errors import AgentError
-from reasonlens.agents.extraction import load_activations
+from reasonlens.agents.extraction import capture_layers, load_activations
 from reasonlens.agents.inputs import load_inputs, select_ids
 from reasonlens.interp import ActivationCache, Experiment, InterpError, Intervention, run_sweep
 from reasonlens.interp.spec import from_mapping, parse_spec
@@ -106,8 +106,6 @@ def patch_rows(
     ]
     reference = None
     if any(i.op == "mean" for i in interventions):
-        from reasonlens.agents.extraction import capture_layers
-
         values = capture_layers(agent, observations)
         reference = ActivationCache({(i.site, 0): values[i.site] for i in interventions})
     baselines, patched = run_sweep(adapter, experiments, chunk_size=chunk_size, reference=reference, sources=sources)

@@ -15,6 +15,7 @@ name: ``X_inputs.json`` → ``X_activations.npz``; any other ``Y.json`` → ``Y_
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -109,8 +110,6 @@ def load_activations(path: str | os.PathLike, agent: Agent) -> dict[str, dict[st
                     torch.as_tensor(archive[key]).float().reshape(-1, archive[key].shape[-1])
                 )
     elif path.suffix == ".json":
-        import json
-
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 
@@ -203,7 +202,7 @@ def _find(args) -> None:
             f"{result.restore_rate:.1%} of {result.pairs} pairs ({result.pairs_dropped} dropped: same action)"
         )
     output = args.output or agent.path / RESULTS_DIR / f"neurons_{args.method}.json"
-    write_json(output, json.loads(json.dumps(report)))
+    write_json(output, report)
     print(f"-> {output}")
 
 
