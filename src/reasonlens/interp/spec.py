@@ -6,7 +6,8 @@
     entry    := site ['[' indices ']'] ['@' indices] [':' indices]
                   site: a module path or an adapter alias;  [...] positions (sequence axis);
                   @... calls (the k-th time the site runs; for aliases such as z_H, the ACT step);
-                  :... units (last axis: neurons, hidden features)
+                  :... units (last axis: neurons, features; with a sequence axis, the flattened
+                  remaining axes, so head h of a (pos, head, d_head) output is units h·d_head ...)
     indices  := 'all' | item (',' item)*          item := INT | INT '-' INT   (inclusive range)
 
     q_net.0:5,6,7;q_net.2:10,11      q_net.2:all      z_H@2      z_H[0-8]@0,1,2      inner.L_level@5:0-63

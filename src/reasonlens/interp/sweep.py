@@ -18,6 +18,7 @@ out-of-memory errors.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -70,20 +71,21 @@ def _to_python(metrics: dict[str, torch.Tensor], row: int) -> dict:
 
 
 def _selection_mask(shape: tuple[int, ...], intervention: Intervention, device) -> torch.Tensor:
-    """Boolean mask over one row's output (shape without the batch axis)."""
-    mask = torch.zeros(shape, dtype=torch.bool, device=device)
+    """Boolean mask over one row's output (shape without the batch axis). With a sequence axis, units
+    index the flattened remaining axes: the last axis of a (pos, d) output, ``head·d_head + j`` of a
+    (pos, head, d_head) one."""
+    if len(shape) < 2:
+        mask = torch.zeros(shape, dtype=torch.bool, device=device)
+        mask[slice(None) if intervention.units is None else list(intervention.units)] = True
+        return mask
+    mask = torch.zeros((shape[0], math.prod(shape[1:])), dtype=torch.bool, device=device)
+    positions = slice(None) if intervention.positions is None else torch.tensor(intervention.positions, device=device)
     units = slice(None) if intervention.units is None else torch.tensor(intervention.units, device=device)
-    if len(shape) >= 2:
-        positions = (
-            slice(None) if intervention.positions is None else torch.tensor(intervention.positions, device=device)
-        )
-        if isinstance(positions, slice) or isinstance(units, slice):
-            mask[positions, ..., units] = True
-        else:
-            mask[positions[:, None], units] = True
+    if isinstance(positions, slice) or isinstance(units, slice):
+        mask[positions, units] = True
     else:
-        mask[units] = True
-    return mask
+        mask[positions[:, None], units] = True
+    return mask.reshape(shape)
 
 
 class _SitePlan:
@@ -258,36 +260,34 @@ def run_looped(
 
 
 def single_row_patch(intervention: Intervention, source: dict, reference: ActivationCache | None = None):
-    """``apply`` for one-row runs: plain indexed assignment from ``source`` ({(site, call): row tensor})."""
+    """``apply`` for one-row runs: plain indexed assignment from ``source`` ({(site, call): row tensor}),
+    on a (pos, flattened units) view of outputs that have a sequence axis."""
+
+    def flat(tensor: torch.Tensor) -> torch.Tensor:  # one row: (pos, ...) -> (pos, units)
+        return tensor.reshape(tensor.shape[0], -1) if tensor.ndim >= 2 else tensor
 
     def apply(output: torch.Tensor, k: int) -> torch.Tensor:
-        output = output.clone()
-        index: tuple = (0,)
-        if output.ndim >= 3:
+        row = flat(output[0].clone())
+        index: tuple = ()
+        if row.ndim == 2:
             index += (slice(None) if intervention.positions is None else list(intervention.positions),)
-        region = output[index]
-        if intervention.units is not None:
-            region = region[..., list(intervention.units)]
+        units = slice(None) if intervention.units is None else list(intervention.units)
+        region = row[index][..., units]
         if intervention.op in NEEDS_SOURCE:
-            replacement = source[(intervention.site, k)][index[1:]]
-            if intervention.units is not None:
-                replacement = replacement[..., list(intervention.units)]
+            replacement = flat(source[(intervention.site, k)])[index][..., units]
         elif intervention.op == "mean":
-            replacement = reference[(intervention.site, k)].float().mean(0)[index[1:]]
-            if intervention.units is not None:
-                replacement = replacement[..., list(intervention.units)]
+            replacement = flat(reference[(intervention.site, k)].float().mean(0))[index][..., units]
         elif intervention.op == "zero":
             replacement = torch.zeros_like(region)
         elif intervention.op == "add":
             replacement = region + intervention.value
         else:
             replacement = region * intervention.value
-        target = output[index]
-        if intervention.units is not None:
-            target[..., list(intervention.units)] = replacement.to(output.dtype)
-        else:
-            target[...] = replacement.to(output.dtype)
-        output[index] = target
+        selected = row[index]
+        selected[..., units] = replacement.to(output.dtype)
+        row[index] = selected
+        output = output.clone()
+        output[0] = row.reshape(output.shape[1:])
         return output
 
     return apply

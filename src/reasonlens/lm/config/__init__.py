@@ -1,0 +1,1 @@
+"""Typed configs of the lm family: the task, SFT/RL training and the analyses."""

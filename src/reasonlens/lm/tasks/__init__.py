@@ -1,0 +1,1 @@
+"""The rule-based scoring game: rules, example generators, prompt formatting, datasets."""

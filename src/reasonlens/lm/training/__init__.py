@@ -1,0 +1,1 @@
+"""SFT (transformers.Trainer), RL (trl GRPO) and evaluation of the lm family."""

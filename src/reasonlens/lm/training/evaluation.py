@@ -1,0 +1,93 @@
+"""Accuracy of any checkpoint on the ID test set and on every OOD set, as one standard JSON.
+
+Greedy decoding of the answer, parsed with :func:`~reasonlens.lm.tasks.formatting.parse_answer`. Per split:
+``accuracy`` (label right), ``format_rate`` (the answer parses), ``total_accuracy`` when answers carry the
+total, accuracy per rule family, and ``n``. The JSON::
+
+    {"checkpoint": ..., "splits": {"test": {"accuracy": 0.93, "n": 300, ...}, "ood_paraphrase": {...}}}
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from reasonlens.lm.models.lm_loader import load_checkpoint
+from reasonlens.lm.models.policy_wrappers import Policy
+from reasonlens.lm.tasks.formatting import parse_answer
+from reasonlens.utils.io import write_json
+
+DEFAULT_SPLITS = ("test",)
+
+
+def score_completion(completion: str, example: dict) -> dict:
+    total, label = parse_answer(completion)
+    return {
+        "correct": label == example["label"],
+        "parsed": label is not None,
+        "total_correct": total is not None and total == example["total"],
+    }
+
+
+def evaluate_split(policy: Policy, split, max_examples: int | None = None, batch_size: int = 64) -> dict:
+    rows = split.select(range(min(len(split), max_examples))) if max_examples else split
+    prompts, examples = rows["prompt"], list(rows)
+    completions = []
+    for start in range(0, len(prompts), batch_size):
+        completions += policy.generate(prompts[start : start + batch_size])
+    scores = [score_completion(c, e) for c, e in zip(completions, examples)]
+    by_family = defaultdict(list)
+    for score, example in zip(scores, examples):
+        by_family[example["family"]].append(score["correct"])
+    n = max(1, len(scores))
+    return {
+        "n": len(scores),
+        "accuracy": sum(s["correct"] for s in scores) / n,
+        "format_rate": sum(s["parsed"] for s in scores) / n,
+        "total_accuracy": sum(s["total_correct"] for s in scores) / n,
+        "by_family": {f: sum(v) / len(v) for f, v in sorted(by_family.items())},
+        "examples": [{"prompt": e["prompt"], "completion": c} for e, c in zip(examples[:3], completions[:3])],
+    }
+
+
+def evaluation_splits(datasets) -> list[str]:
+    """``test`` and every ``ood_*`` split present."""
+    return [name for name in datasets if name == "test" or name.startswith("ood_")]
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    datasets,
+    splits: list[str] | None = None,
+    max_examples: int | None = 300,
+    out: str | Path | None = None,
+    device: str = "cpu",
+    max_length: int | None = None,
+) -> dict:
+    """Evaluate ``checkpoint`` on ``splits`` (default: test + all OOD); write the JSON to ``out`` if given."""
+    from reasonlens.lm.errors import LMError
+
+    model, tokenizer = load_checkpoint(checkpoint, device)
+    splits = list(splits or evaluation_splits(datasets))
+    unknown = [s for s in splits if s not in datasets]
+    if unknown:
+        raise LMError(f"unknown split(s) {', '.join(unknown)}; the datasets have: {', '.join(datasets)}")
+    policy = Policy(model, tokenizer, max_length or model.config.n_positions)
+    with torch.no_grad():
+        result = {
+            "checkpoint": str(checkpoint),
+            "splits": {name: evaluate_split(policy, datasets[name], max_examples) for name in splits},
+        }
+    if out is not None:
+        write_json(out, result)
+    return result
+
+
+def accuracy_table(results: dict[str, dict]) -> list[dict]:
+    """Rows {split, <name>: accuracy, ...} comparing several evaluation JSONs side by side."""
+    splits = list(dict.fromkeys(s for r in results.values() for s in r["splits"]))
+    return [
+        {"split": s, **{name: r["splits"].get(s, {}).get("accuracy") for name, r in results.items()}} for s in splits
+    ]
