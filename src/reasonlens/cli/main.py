@@ -10,6 +10,7 @@ from reasonlens.cli.agents import app as agents_app
 from reasonlens.cli.data import app as data_app
 from reasonlens.cli.errors import friendly_errors
 from reasonlens.cli.hrm import app as hrm_app
+from reasonlens.cli.lm import app as lm_app
 from reasonlens.cli.train import evaluate, train
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(hrm_app, name="hrm")
 app.add_typer(data_app, name="data")
 app.add_typer(agents_app, name="agents")
+app.add_typer(lm_app, name="lm")
 app.command()(train)
 app.command()(evaluate)
 
