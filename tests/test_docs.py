@@ -52,6 +52,9 @@ def test_python_block_runs(doc, index, code, workdir):
     if doc == "agents.md":
         pytest.importorskip("stable_baselines3")
         documented_agent(workdir)
+    if doc == "lm.md":
+        pytest.importorskip("trl")
+        pytest.importorskip("transformer_lens")
     exec(compile(code, f"{doc}[{index}]", "exec"), {"__name__": "__doc_example__"})
 
 
