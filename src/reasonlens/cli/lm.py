@@ -68,6 +68,12 @@ def _split_list(text: str | None) -> list[str] | None:
     return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
 
+def run_name(checkpoint: str) -> str:
+    """``runs/x/sft/best`` → ``sft``; any other directory → its own name."""
+    path = Path(checkpoint)
+    return path.parent.name if path.name in ("best", "final") else path.name
+
+
 def _load(data: str):
     from reasonlens.lm.tasks.dataset import load_datasets
 
@@ -309,7 +315,7 @@ def ablation(
             device=device,
         )
         model, tokenizer = _hooked(checkpoint, cfg.device)
-        report = ablation_scan(model, tokenizer, built, cfg, spec, out)
+        report = ablation_scan(model, tokenizer, built, cfg, spec, out, name=run_name(checkpoint))
         for op, per_split in report["important"].items():
             for split, heads in per_split.items():
                 typer.echo(f"  {op:<5} {split:<26} top heads: {', '.join(heads)}")
@@ -318,7 +324,8 @@ def ablation(
             if not Path(compare_with).is_file():
                 raise LMError(f"--compare {compare_with}: no such ablation.json")
             other = json.loads(Path(compare_with).read_text())
-            comparison = compare_importance(other, report, (Path(compare_with).parent.name, Path(out).name))
+            other.setdefault("name", Path(compare_with).parent.parent.name)  # .../<run>/ablation/ablation.json
+            comparison = compare_importance(other, report)
             write_json(Path(out) / "comparison.json", comparison)
             for key, value in comparison["jaccard"].items():
                 typer.echo(f"  Jaccard {key}: {value:.2f}")

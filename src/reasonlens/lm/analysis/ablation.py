@@ -57,9 +57,16 @@ def mean_reference(model, prompts: PromptSet, sites: list[str], batch_size: int)
 
 
 def ablation_scan(
-    model, tokenizer, datasets, config: AnalysisConfig, extra_specs: list[str] | None = None, out_dir=None
+    model,
+    tokenizer,
+    datasets,
+    config: AnalysisConfig,
+    extra_specs: list[str] | None = None,
+    out_dir=None,
+    name: str = "model",
 ) -> dict:
-    """Importance of every component on every split, for each op in ``config.ablation_ops``."""
+    """Importance of every component on every split, for each op in ``config.ablation_ops``; ``name``
+    labels the checkpoint in comparisons."""
     config = AnalysisConfig.from_dict(config)
     splits = analysis_splits(datasets, config)
     parts = components(model.cfg, config, extra_specs)
@@ -145,11 +152,12 @@ def layer_profile(report: dict, op: str, split: str) -> dict[str, float]:
     return profile
 
 
-def compare_importance(a: dict, b: dict, names: tuple[str, str] = ("sft", "rl"), k: int | None = None) -> dict:
+def compare_importance(a: dict, b: dict, names: tuple[str, str] | None = None, k: int | None = None) -> dict:
     """Jaccard of the top-k head sets of two ablation reports per (op, split), and both layer profiles."""
     k = k or a["top_k"]
+    names = names or (a.get("name", "a"), b.get("name", "b"))
     sets_a, sets_b = important_sets(a, k), important_sets(b, k)
-    out = {"k": k, "jaccard": {}, "profiles": {}}
+    out = {"names": list(names), "k": k, "jaccard": {}, "profiles": {}}
     for op in sets_a:
         for split in sets_a[op]:
             if split in sets_b.get(op, {}):

@@ -14,7 +14,9 @@ block at each of the last K positions; each attention head (``blocks.l.attn.hook
 each attention and MLP output. For every site the summary reports the mean target baseline, the mean
 source baseline, the mean patched metric and the **restoration** (patched − target) / (source − target)
 of the mean logit difference (right − wrong answer token): 1 means the patch carries the source's
-behaviour over completely.
+behaviour over completely. When the two means are closer than 0.1 logits the ratio is noise and is left
+out; ``mean_abs_change`` (mean |patched − target| per pair) then says how much the site matters, and the
+heatmaps show it instead.
 """
 
 from __future__ import annotations
@@ -111,7 +113,11 @@ def patch_sites(cfg, config: AnalysisConfig, width: int) -> list[tuple[dict, Int
     return out
 
 
+MIN_GAP = 0.1  # logits: below this source-target gap a restoration ratio is noise; read mean_abs_change
+
+
 def _summary(tags: dict, targets: list[int], sources: list[int], baselines: dict, patched: list[dict]) -> dict:
+    changes = [p["logit_diff"] - baselines[t]["logit_diff"] for p, t in zip(patched, targets)]
     target_ld = np.mean([baselines[t]["logit_diff"] for t in targets])
     source_ld = np.mean([baselines[s]["logit_diff"] for s in sources])
     patched_ld = np.mean([p["logit_diff"] for p in patched])
@@ -121,7 +127,8 @@ def _summary(tags: dict, targets: list[int], sources: list[int], baselines: dict
         "target_logit_diff": float(target_ld),
         "source_logit_diff": float(source_ld),
         "patched_logit_diff": float(patched_ld),
-        "restoration": float((patched_ld - target_ld) / gap) if abs(gap) > 1e-6 else None,
+        "restoration": float((patched_ld - target_ld) / gap) if abs(gap) >= MIN_GAP else None,
+        "mean_abs_change": float(np.mean(np.abs(changes))),
         "target_accuracy": float(np.mean([baselines[t]["correct"] for t in targets])),
         "patched_accuracy": float(np.mean([p["correct"] for p in patched])),
     }
@@ -164,27 +171,30 @@ def run_patching(model, tokenizer, task_config: TaskConfig, config: AnalysisConf
 
 
 def plot_patching(report: dict, out_dir: Path) -> list[Path]:
-    """Per category and direction: residual stream × position heatmap of the restoration."""
+    """Per category and direction: residual stream × position heatmap of the restoration (or of the mean
+    absolute change where the source and target means are too close for a ratio)."""
     paths = []
     for category, result in report["categories"].items():
         for direction in ("id_to_ood", "ood_to_id"):
             rows = [r for r in result["sites"] if r["direction"] == direction and r["kind"] == "resid"]
+            metric = "restoration" if all(r["restoration"] is not None for r in rows) else "mean_abs_change"
             sites = list(dict.fromkeys(r["site"] for r in rows))
             positions = sorted({r["position"] for r in rows})
             matrix = np.full((len(sites), len(positions)), np.nan)
             for r in rows:
-                if r["restoration"] is not None:
-                    matrix[sites.index(r["site"]), positions.index(r["position"])] = r["restoration"]
+                matrix[sites.index(r["site"]), positions.index(r["position"])] = r[metric]
+            title = f"{category}: {direction.replace('_', ' ')} ({metric.replace('_', ' ')})"
+            path = out_dir / f"patching_{category}_{direction}.png"
             paths.append(
                 heatmap(
                     matrix,
                     sites,
                     [str(p) for p in positions],
-                    out_dir / f"patching_{category}_{direction}.png",
-                    f"{category}: {direction.replace('_', ' ')} (restoration)",
+                    path,
+                    title,
                     "residual stream",
                     "position from end",
-                    "restoration",
+                    metric,
                 )
             )
     return paths
