@@ -291,6 +291,10 @@ def test_evaluation_scores_completions_by_hand(pipeline):
     result = evaluate_split(Fixed(), split)
     expected = sum(a.strip() == label for a, label in zip(answers, split["label"])) / 4
     assert result["accuracy"] == expected and result["format_rate"] == 0.75
+    assert result["answer_rate"] == {"BIG": 0.5, "SMALL": 0.25}
+    for label in ("BIG", "SMALL"):
+        rows = [a.strip() == truth for a, truth in zip(answers, split["label"]) if truth == label]
+        assert result["by_label"].get(label) == (sum(rows) / len(rows) if rows else None)
 
 
 def test_rl_changes_the_model_and_logs_curves(pipeline):

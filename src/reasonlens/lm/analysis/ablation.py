@@ -108,6 +108,7 @@ def ablation_scan(
                     }
                 )
     report = {
+        "name": name,
         "splits": splits,
         "ops": config.ablation_ops,
         "components": list(parts),

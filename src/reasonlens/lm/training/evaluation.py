@@ -2,7 +2,9 @@
 
 Greedy decoding of the answer, parsed with :func:`~reasonlens.lm.tasks.formatting.parse_answer`. Per split:
 ``accuracy`` (label right), ``format_rate`` (the answer parses), ``total_accuracy`` when answers carry the
-total, accuracy per rule family, and ``n``. The JSON::
+total, accuracy per rule family and per true answer (``by_label``), how often each answer is given
+(``answer_rate``: a policy that drifts to one answer can keep its accuracy on a balanced set), and ``n``.
+The JSON::
 
     {"checkpoint": ..., "splits": {"test": {"accuracy": 0.93, "n": 300, ...}, "ood_paraphrase": {...}}}
 """
@@ -16,7 +18,7 @@ import torch
 
 from reasonlens.lm.models.lm_loader import load_checkpoint
 from reasonlens.lm.models.policy_wrappers import Policy
-from reasonlens.lm.tasks.formatting import parse_answer
+from reasonlens.lm.tasks.formatting import LABELS, parse_answer
 from reasonlens.utils.io import write_json
 
 DEFAULT_SPLITS = ("test",)
@@ -38,9 +40,11 @@ def evaluate_split(policy: Policy, split, max_examples: int | None = None, batch
     for start in range(0, len(prompts), batch_size):
         completions += policy.generate(prompts[start : start + batch_size])
     scores = [score_completion(c, e) for c, e in zip(completions, examples)]
-    by_family = defaultdict(list)
+    by_family, by_label = defaultdict(list), defaultdict(list)
     for score, example in zip(scores, examples):
         by_family[example["family"]].append(score["correct"])
+        by_label[example["label"]].append(score["correct"])
+    answers = [parse_answer(c)[1] for c in completions]
     n = max(1, len(scores))
     return {
         "n": len(scores),
@@ -48,6 +52,8 @@ def evaluate_split(policy: Policy, split, max_examples: int | None = None, batch
         "format_rate": sum(s["parsed"] for s in scores) / n,
         "total_accuracy": sum(s["total_correct"] for s in scores) / n,
         "by_family": {f: sum(v) / len(v) for f, v in sorted(by_family.items())},
+        "by_label": {label: sum(v) / len(v) for label, v in sorted(by_label.items())},
+        "answer_rate": {label: answers.count(label) / n for label in LABELS},
         "examples": [{"prompt": e["prompt"], "completion": c} for e, c in zip(examples[:3], completions[:3])],
     }
 
