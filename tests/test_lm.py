@@ -440,11 +440,15 @@ def test_probes_report(hooked, pipeline, tmp_path):
 def test_ablation_importance_and_jaccard(hooked, pipeline, tmp_path):
     model, tokenizer = hooked
     config = ANALYSIS.model_copy(update={"splits": ["test", "ood_more_cards"], "top_k": 2})
-    report = ablation_scan(model, tokenizer, pipeline["datasets"], config, ["blocks.0.mlp.hook_post:0-3"], tmp_path)
+    report = ablation_scan(
+        model, tokenizer, pipeline["datasets"], config, ["blocks.0.mlp.hook_post:0-3"], tmp_path, name="sft"
+    )
+    assert report["name"] == "sft"
     names = {r["component"] for r in report["rows"]}
     assert {"L0H0", "L1H1", "mlp0", "mlp1", "blocks.0.mlp.hook_post:0-3"} <= names
     assert len(report["important"]["zero"]["test"]) == 2
-    same = compare_importance(report, report)
+    same = compare_importance(report, {**report, "name": "rl"})
+    assert same["names"] == ["sft", "rl"] and "rl:zero/test~ood_more_cards" in same["jaccard"]
     assert all(v == 1.0 for k, v in same["jaccard"].items() if ":" not in k)
     assert jaccard(["a", "b"], ["b", "c"]) == pytest.approx(1 / 3)
     assert (tmp_path / "ablation.json").exists()

@@ -86,21 +86,21 @@ def ablation_scan(
         adapter = LMAdapter(model, prompts)
         for op in config.ablation_ops:
             experiments = [
-                Experiment(i, None, (Intervention(c.site, c.positions, c.calls, c.units, op=op),), {"component": name})
-                for name, c in parts.items()
+                Experiment(i, None, (Intervention(c.site, c.positions, c.calls, c.units, op=op),), {"component": label})
+                for label, c in parts.items()
                 for i in range(len(prompts))
             ]
             baselines, ablated = run_sweep(adapter, experiments, chunk_size=config.batch_size, reference=reference)
             base_ld = np.mean([b["logit_diff"] for b in baselines.values()])
             base_acc = np.mean([b["correct"] for b in baselines.values()])
             n = len(prompts)
-            for j, name in enumerate(parts):
+            for j, component in enumerate(parts):
                 chunk = ablated[j * n : (j + 1) * n]
                 rows.append(
                     {
                         "split": split,
                         "op": op,
-                        "component": name,
+                        "component": component,
                         "baseline_logit_diff": float(base_ld),
                         "baseline_accuracy": float(base_acc),
                         "importance": float(base_ld - np.mean([r["logit_diff"] for r in chunk])),
