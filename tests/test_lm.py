@@ -205,6 +205,14 @@ def test_checkpoint_without_tokenizer_and_too_long_prompt(pipeline, tmp_path):
     assert result.exit_code == 2 and "has no tokenizer files" in result.output
 
 
+def test_too_long_prompts_stop_sft_before_writing(tmp_path):
+    small = TaskConfig(n_train=20, n_val=5, n_test=5, n_ood=5, ood_categories=[])
+    config = SFTConfig(output_dir=str(tmp_path / "sft"), model={"size": "tiny", "n_positions": 16}, max_steps=1)
+    with pytest.raises(LMError, match="longer than the context of 16 tokens"):
+        run_sft(small, config)
+    assert not (tmp_path / "sft").exists()
+
+
 def test_cli_bad_input_one_line(tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["lm", "datasets", "--out", str(tmp_path / "d"), "--families", "sum_teal"])

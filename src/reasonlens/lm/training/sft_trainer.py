@@ -90,19 +90,20 @@ def run_sft(task_config: TaskConfig, training_config: SFTConfig, datasets=None) 
 
     task_config = TaskConfig.from_dict(task_config)
     config = SFTConfig.from_dict(training_config)
+    datasets = datasets if datasets is not None else build_sft_datasets(task_config)
+    max_length = min(task_config.max_length, config.model.n_positions)
+    tokenizer = tokenizer_for_datasets(datasets, config.model.vocab_size)
+    # a prompt longer than the context stops here, before anything is written
+    train = tokenize_split(datasets["train"], tokenizer, max_length)
+    val = tokenize_split(datasets["val"], tokenizer, max_length)
+    model = build_model(config.model, tokenizer, seed=config.seed)
+
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.jsonl").unlink(missing_ok=True)
     write_yaml(
         out / "config.yaml", {"task": task_config.model_dump(mode="json"), "sft": config.model_dump(mode="json")}
     )
-    datasets = datasets if datasets is not None else build_sft_datasets(task_config)
-    max_length = min(task_config.max_length, config.model.n_positions)
-
-    tokenizer = tokenizer_for_datasets(datasets, config.model.vocab_size)
-    model = build_model(config.model, tokenizer, seed=config.seed)
-    train = tokenize_split(datasets["train"], tokenizer, max_length)
-    val = tokenize_split(datasets["val"], tokenizer, max_length)
 
     device = resolve_device(config.device)
     args = TrainingArguments(
