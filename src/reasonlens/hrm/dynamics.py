@@ -1,0 +1,244 @@
+"""How an HRM-family checkpoint reasons over time (HRM paper §4, seed 003 phase 4): trajectories of its
+states, forward residuals (convergence), participation ratios (dimensionality) and inference-time
+scaling, all from eval-mode rollouts of :class:`~reasonlens.hrm.patching.HRMAdapter`.
+
+**Trajectories.** Every call of the reasoning modules is recorded in order through the interp engine's
+capture hooks: ``inner.L_level`` (HRM: one call per low-level step; TRM: its single net) and
+``inner.H_level`` (HRM: one call per high-level update; the transformer baseline: one per cycle), plus
+the logits and halting Q values after every ACT segment.
+
+**Forward residual** of a module at call i: ‖z_i − z_{i−1}‖ over the hidden axis, averaged over puzzles
+and cell positions (the puzzle-embedding prefix excluded); ``relative`` divides by ‖z_{i−1}‖. The HRM
+picture: L's residual falls within each high-level cycle and jumps when H updates and resets its
+context; H's falls across cycles.
+
+**Participation ratio** PR = (Σλ)² / Σλ² of the eigenvalues λ of the covariance of a set of state
+vectors: the number of dimensions the states effectively use. Rows here are *one cell position's state
+at the end of one ACT segment of one puzzle* (``z_H@s`` / ``z_L@s``, the carries the next segment starts
+from), for every segment and cell of every puzzle; columns are the hidden units. The paper reports
+trained z_H 89.95 vs z_L 30.22 (ratio 2.98) and untrained 40.75 vs 42.09 on Sudoku-Extreme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from reasonlens.hrm.evaluate import halting_at
+from reasonlens.hrm.losses import IGNORE_LABEL_ID
+from reasonlens.interp import InterpError, capture
+
+MODULES = ("inner.L_level", "inner.H_level")
+
+
+@dataclass
+class Trajectories:
+    """States of N puzzles over one eval rollout of ``steps`` ACT segments."""
+
+    states: dict[str, torch.Tensor]  # module -> (calls, N, positions, hidden), in call order
+    logits: torch.Tensor  # (steps, N, cells, vocab) after each segment
+    q_halt: torch.Tensor  # (steps, N)
+    q_continue: torch.Tensor  # (steps, N)
+    labels: torch.Tensor  # (N, cells)
+    inputs: torch.Tensor  # (N, cells)
+    prefix_len: int
+
+    @property
+    def steps(self) -> int:
+        return self.logits.shape[0]
+
+    def cells(self, module: str) -> torch.Tensor:
+        """(calls, N, cells, hidden): the states without the puzzle-embedding prefix."""
+        return self.states[module][:, :, self.prefix_len :]
+
+
+def _modules(model) -> list[str]:
+    names = dict(model.named_modules())
+    return [m for m in MODULES if m in names]
+
+
+@torch.no_grad()
+def collect_trajectories(
+    adapter, indices: Sequence[int], steps: int | None = None, chunk_size: int = 64
+) -> Trajectories:
+    """Run ``steps`` segments (default: the model's ``halt_max_steps``) on the puzzles ``indices``."""
+    steps = steps or adapter.max_steps
+    modules = _modules(adapter.model)
+    if not modules:
+        raise InterpError(f"{type(adapter.model).__name__} has no reasoning modules ({', '.join(MODULES)})")
+    parts: dict[str, list] = {"logits": [], "q_halt": [], "q_continue": [], "labels": [], "inputs": []}
+    states: dict[str, list] = {m: [] for m in modules}
+    for start in range(0, len(indices), chunk_size):
+        batch = adapter.batch(list(indices)[start : start + chunk_size])
+        logits, q_halt, q_continue = [], [], []
+        with capture(adapter.model, modules, to_cpu=True) as cache, halting_at(adapter.model, steps):
+            carry = adapter.model.initial_carry(batch)
+            for _ in range(steps):
+                carry, outputs = adapter.model(carry, batch)
+                logits.append(outputs["logits"].float().cpu())
+                q_halt.append(outputs["q_halt_logits"].float().cpu())
+                q_continue.append(outputs["q_continue_logits"].float().cpu())
+        for module in modules:
+            calls = sorted(k for site, k in cache if site == module)
+            states[module].append(torch.stack([cache[(module, k)].float() for k in calls]))
+        parts["logits"].append(torch.stack(logits))
+        parts["q_halt"].append(torch.stack(q_halt))
+        parts["q_continue"].append(torch.stack(q_continue))
+        parts["labels"].append(batch["labels"].cpu())
+        parts["inputs"].append(batch["inputs"].cpu())
+    return Trajectories(
+        states={m: torch.cat(v, dim=1) for m, v in states.items()},
+        logits=torch.cat(parts["logits"], dim=1),
+        q_halt=torch.cat(parts["q_halt"], dim=1),
+        q_continue=torch.cat(parts["q_continue"], dim=1),
+        labels=torch.cat(parts["labels"]),
+        inputs=torch.cat(parts["inputs"]),
+        prefix_len=adapter.prefix_len,
+    )
+
+
+# ------------------------------------------------------------------------------------ convergence
+
+
+def forward_residuals(states: torch.Tensor) -> dict[str, np.ndarray]:
+    """``states`` (calls, N, positions, hidden) → per call i ≥ 1 the mean over puzzles and positions of
+    ‖z_i − z_{i−1}‖ (``absolute``) and of ‖z_i − z_{i−1}‖ / ‖z_{i−1}‖ (``relative``)."""
+    if states.ndim != 4 or states.shape[0] < 2:
+        raise InterpError(f"need states of shape (calls ≥ 2, N, positions, hidden), got {tuple(states.shape)}")
+    delta = (states[1:] - states[:-1]).norm(dim=-1)  # (calls-1, N, positions)
+    previous = states[:-1].norm(dim=-1).clamp_min(1e-12)
+    return {
+        "absolute": delta.mean(dim=(1, 2)).numpy(),
+        "relative": (delta / previous).mean(dim=(1, 2)).numpy(),
+    }
+
+
+def call_schedule(model, module: str, calls: int) -> list[dict]:
+    """(ACT step, high-level cycle, low-level step) of each call of ``module`` in eval mode."""
+    c = model.config
+    names = dict(model.named_modules())
+    if module == "inner.H_level" or "inner.H_level" not in names:  # one call per high-level update
+        per_cycle = 1 if module == "inner.H_level" else c.L_cycles + 1  # TRM: T latent updates + answer
+        per_step = c.H_cycles * per_cycle
+    else:
+        per_cycle, per_step = c.L_cycles, c.H_cycles * c.L_cycles
+    return [{"step": i // per_step, "cycle": (i % per_step) // per_cycle, "inner": i % per_cycle} for i in range(calls)]
+
+
+def convergence(trajectories: Trajectories, model) -> dict:
+    """Forward residuals of every reasoning module, with each call's place in the schedule."""
+    out = {"steps": trajectories.steps, "modules": {}}
+    for module in trajectories.states:
+        cells = trajectories.cells(module)
+        residuals = forward_residuals(cells)
+        schedule = call_schedule(model, module, cells.shape[0])[1:]
+        out["modules"][module] = {
+            "calls": cells.shape[0],
+            "absolute": residuals["absolute"].tolist(),
+            "relative": residuals["relative"].tolist(),
+            "schedule": schedule,
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------- dimensionality
+
+
+def participation_ratio(x: torch.Tensor) -> float:
+    """PR = (Σλ)² / Σλ² of the covariance of the rows of ``x`` (samples × features)."""
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise InterpError(f"participation ratio needs a (samples ≥ 2, features) matrix, got {tuple(x.shape)}")
+    x = x.double() - x.double().mean(0)
+    # the eigenvalues of the covariance are the squared singular values of the centred data / (n - 1)
+    eigenvalues = torch.linalg.svdvals(x) ** 2 / (x.shape[0] - 1)
+    total = eigenvalues.sum()
+    return float(total**2 / (eigenvalues**2).sum()) if total > 0 else 0.0
+
+
+def step_states(trajectories: Trajectories, model, level: str) -> torch.Tensor:
+    """(N, steps, cells, hidden): ``z_H@s`` or ``z_L@s`` — the state each ACT segment hands on."""
+    from reasonlens.hrm.patching import hrm_aliases
+
+    alias = hrm_aliases(model).get(f"z_{level}")
+    if alias is None:
+        raise InterpError(f"{type(model).__name__} has no z_{level} state")
+    states = trajectories.cells(alias.module)
+    calls = [alias.module_call(s) for s in range(trajectories.steps)]
+    return states[calls].transpose(0, 1)
+
+
+def state_rows(states: torch.Tensor) -> torch.Tensor:
+    """(N, steps, cells, hidden) → (N·steps·cells, hidden)."""
+    return states.reshape(-1, states.shape[-1])
+
+
+def bootstrap_ratio(high: torch.Tensor, low: torch.Tensor, samples: int, seed: int = 0) -> tuple[float, float]:
+    """95% interval of PR_H / PR_L resampling puzzles (the first axis) with replacement."""
+    generator = torch.Generator().manual_seed(seed)
+    ratios = []
+    for _ in range(samples):
+        pick = torch.randint(0, high.shape[0], (high.shape[0],), generator=generator)
+        ratios.append(participation_ratio(state_rows(high[pick])) / participation_ratio(state_rows(low[pick])))
+    lower, upper = np.percentile(ratios, [2.5, 97.5])
+    return float(lower), float(upper)
+
+
+def dimensionality(trajectories: Trajectories, model, bootstrap: int = 100, curve_points: int = 6) -> dict:
+    """PR of z_H and z_L, their ratio with a bootstrap interval, and PR vs number of trajectories."""
+    z_h, z_l = step_states(trajectories, model, "H"), step_states(trajectories, model, "L")
+    n = z_h.shape[0]
+    pr_h, pr_l = participation_ratio(state_rows(z_h)), participation_ratio(state_rows(z_l))
+    sizes = sorted({max(2, round(n * f)) for f in np.linspace(1 / curve_points, 1, curve_points)})
+    curve = [
+        {
+            "trajectories": k,
+            "PR_H": participation_ratio(state_rows(z_h[:k])),
+            "PR_L": participation_ratio(state_rows(z_l[:k])),
+        }
+        for k in sizes
+    ]
+    lower, upper = bootstrap_ratio(z_h, z_l, bootstrap) if bootstrap else (None, None)
+    return {
+        "trajectories": n,
+        "rows": int(z_h.shape[0] * z_h.shape[1] * z_h.shape[2]),
+        "hidden": int(z_h.shape[-1]),
+        "PR_H": pr_h,
+        "PR_L": pr_l,
+        "ratio": pr_h / pr_l if pr_l > 0 else None,
+        "ratio_95": [lower, upper],
+        "curve": curve,
+    }
+
+
+# ---------------------------------------------------------------------------------- inference scaling
+
+
+def per_step_accuracy(trajectories: Trajectories) -> list[dict]:
+    """Token and exact accuracy of the prediction after each segment, and when halting by the Q head
+    (each puzzle answered at its first segment with q_halt > q_continue, else the last run)."""
+    labels = trajectories.labels
+    scored = labels != IGNORE_LABEL_ID
+    predictions = trajectories.logits.argmax(-1)  # (steps, N, cells)
+    correct = (predictions == labels) & scored
+    exact = correct.sum(-1) == scored.sum(-1)  # (steps, N)
+    token = correct.sum(-1) / scored.sum(-1).clamp_min(1)
+    wants_halt = trajectories.q_halt > trajectories.q_continue  # (steps, N)
+    rows = []
+    for m in range(1, trajectories.steps + 1):
+        halts = wants_halt[:m].clone()
+        halts[m - 1] = True  # the last segment run always answers
+        halt_step = halts.float().argmax(0)  # first True
+        at_halt = exact[halt_step, torch.arange(exact.shape[1])]
+        rows.append(
+            {
+                "segments": m,
+                "exact": float(exact[m - 1].float().mean()),
+                "token": float(token[m - 1].mean()),
+                "exact_with_halting": float(at_halt.float().mean()),
+                "mean_steps_with_halting": float((halt_step + 1).float().mean()),
+            }
+        )
+    return rows

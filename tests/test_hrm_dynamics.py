@@ -1,0 +1,150 @@
+"""Reasoning dynamics (issue [F]): participation ratios, forward residuals, trajectories that agree with
+the model's own carries, the scaling curve against separate shorter rollouts, and `reasonlens analyze`
+end to end on a tiny trained checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from reasonlens.cli.main import app
+from reasonlens.hrm import dynamics
+from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
+from reasonlens.hrm.evaluate import halting_at
+from reasonlens.hrm.patching import HRMAdapter, call_index
+from reasonlens.hrm.train import TrainConfig, train
+from reasonlens.interp import InterpError
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dynamics")
+    data = build_sudoku_dataset(
+        SudokuBuildConfig(out_dir=root / "data", source="generate", size=4, train_size=64, test_size=12, seed=0)
+    )
+    train(
+        TrainConfig(
+            data_path=str(data),
+            run_dir=str(root / "run"),
+            global_batch_size=16,
+            epochs=2,
+            eval_interval=1,
+            lr=1e-3,
+            lr_warmup_steps=2,
+            progress=False,
+            model=dict(
+                hidden_size=32,
+                num_heads=2,
+                H_layers=1,
+                L_layers=1,
+                H_cycles=2,
+                L_cycles=3,
+                puzzle_emb_ndim=32,
+                halt_max_steps=3,
+            ),
+        )
+    )
+    return root / "run"
+
+
+def test_participation_ratio_of_known_spectra():
+    generator = torch.Generator().manual_seed(0)
+    k, d = 5, 32
+    basis = torch.linalg.qr(torch.randn(d, d, generator=generator))[0][:, :k]
+    isotropic = torch.randn(40_000, k, generator=generator) @ basis.T  # k equal variances inside 32 dims
+    assert dynamics.participation_ratio(isotropic) == pytest.approx(k, rel=0.02)
+    s1, s2 = 3.0, 1.0  # rows ±s1·e1, ±s2·e2: covariance eigenvalues ∝ s1², s2²
+    exact = torch.tensor([[s1, 0.0], [-s1, 0.0], [0.0, s2], [0.0, -s2]])
+    assert dynamics.participation_ratio(exact) == pytest.approx((s1**2 + s2**2) ** 2 / (s1**4 + s2**4))
+    with pytest.raises(InterpError, match="samples ≥ 2"):
+        dynamics.participation_ratio(torch.ones(1, 4))
+
+
+def test_forward_residuals_by_hand():
+    states = torch.zeros(3, 1, 2, 2)  # (calls, N, positions, hidden)
+    states[0] = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
+    states[1] = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    states[2] = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    residuals = dynamics.forward_residuals(states)
+    np.testing.assert_allclose(residuals["absolute"], [(5 + 1) / 2, 0.0])
+    np.testing.assert_allclose(residuals["relative"], [(5 / 5 + 1 / 1) / 2, 0.0])
+
+
+def test_trajectories_match_the_carry_and_the_call_map(tiny_run):
+    adapter = HRMAdapter.from_checkpoint(tiny_run, device="cpu")
+    model, config = adapter.model, adapter.model.config
+    trajectories = dynamics.collect_trajectories(adapter, [0, 1, 2], chunk_size=2)
+    steps = config.halt_max_steps
+    assert trajectories.states["inner.L_level"].shape[0] == steps * config.H_cycles * config.L_cycles
+    assert trajectories.states["inner.H_level"].shape[0] == steps * config.H_cycles
+    schedule = dynamics.call_schedule(model, "inner.L_level", steps * config.H_cycles * config.L_cycles)
+    for i, place in enumerate(schedule):
+        assert call_index(model, "inner.L_level", place["step"], place["cycle"], place["inner"]) == i
+    batch = adapter.batch([0, 1, 2])
+    z_h = dynamics.step_states(trajectories, model, "H")  # (N, steps, cells, hidden)
+    z_l = dynamics.step_states(trajectories, model, "L")
+    with torch.no_grad(), halting_at(model, steps):
+        carry = model.initial_carry(batch)
+        for s in range(steps):
+            carry, outputs = model(carry, batch)
+            prefix = adapter.prefix_len
+            torch.testing.assert_close(z_h[:, s], carry.inner_carry.z_H[:, prefix:].float())
+            torch.testing.assert_close(z_l[:, s], carry.inner_carry.z_L[:, prefix:].float())
+            torch.testing.assert_close(trajectories.logits[s], outputs["logits"].float())
+
+
+def test_scaling_rows_equal_separate_rollouts(tiny_run):
+    adapter = HRMAdapter.from_checkpoint(tiny_run, device="cpu")
+    indices = list(range(12))
+    long = dynamics.collect_trajectories(adapter, indices, steps=6)
+    rows = dynamics.per_step_accuracy(long)
+    for m in (1, 2, 5):
+        short = HRMAdapter.from_checkpoint(tiny_run, max_steps=m, device="cpu")
+        batch = short.batch(indices)
+        with torch.no_grad():
+            scores = short.score(short.run(batch), batch)
+        assert rows[m - 1]["exact"] == pytest.approx(float(scores["exact"].mean()))
+        assert rows[m - 1]["token"] == pytest.approx(float(scores["accuracy"].mean()), abs=1e-6)
+    segments = [r["segments"] for r in rows]
+    halting_steps = [r["mean_steps_with_halting"] for r in rows]
+    assert segments == sorted(segments) and all(h <= s for h, s in zip(halting_steps, segments))
+    assert halting_steps == sorted(halting_steps)  # more segments allowed never halts earlier
+
+
+def test_analyze_commands_write_json_pictures_and_report(tiny_run, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "analysis"
+    for command in (
+        ["convergence", str(tiny_run), "--puzzles", "6", "--out", str(out)],
+        ["dimensionality", str(tiny_run), "--puzzles", "12", "--bootstrap", "10", "--out", str(out)],
+        ["steps", str(tiny_run), "--puzzles", "2", "--out", str(out)],
+        ["scaling", str(tiny_run), "--puzzles", "12", "--factor", "2", "--out", str(out)],
+    ):
+        result = runner.invoke(app, ["analyze", *command])
+        assert result.exit_code == 0, result.output
+    dimensionality = json.loads((out / "dimensionality.json").read_text())
+    for name in ("trained", "untrained"):
+        assert dimensionality[name]["PR_H"] > 1 and dimensionality[name]["PR_L"] > 1
+        low, high = dimensionality[name]["ratio_95"]
+        assert low <= high
+    assert dimensionality["trained"]["PR_H"] != dimensionality["untrained"]["PR_H"]
+    scaling = json.loads((out / "scaling.json").read_text())
+    assert [r["segments"] for r in scaling["rows"]] == [1, 2, 3, 4, 6]
+    for name in ("convergence.png", "dimensionality.png", "scaling.png", "steps/puzzle_0.png"):
+        assert (out / name).stat().st_size > 1000
+    with Image.open(out / "steps" / "puzzle_1.gif") as gif:
+        assert gif.n_frames == 3
+    report = (out / "report.html").read_text()
+    for heading in ("Convergence", "Dimensionality", "Reasoning steps: puzzle 1", "Inference-time scaling"):
+        assert heading in report
+
+
+def test_analyze_bad_input(tmp_path, tiny_run):
+    runner = CliRunner()
+    result = runner.invoke(app, ["analyze", "convergence", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(app, ["analyze", "dimensionality", str(tiny_run), "--puzzles", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--puzzles must be at least 2" in result.output
