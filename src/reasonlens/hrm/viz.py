@@ -37,27 +37,23 @@ def dataset_kind(dataset_dir: str | Path) -> str:
 
 
 def convergence_plot(result: dict, path, title: str, others: dict[str, dict] | None = None) -> Path:
-    """Relative forward residual per call, log scale; L per low-level step, H at its updates. ``others``
-    adds more runs (e.g. a baseline) as extra lines."""
+    """Relative forward residual of every module against time measured in ACT segments (call i of a
+    module that runs k times per segment sits at (i + 1) / k), log scale, so runs with different
+    schedules (HRM's z_L and z_H, a baseline's one state) share one axis. ``others`` adds runs."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(8, 3.8))
     for label, run in {"": result, **(others or {})}.items():
-        modules = run["modules"]
-        l_calls = modules.get("inner.L_level", {}).get("calls")
-        h_calls = modules.get("inner.H_level", {}).get("calls")
-        per_h = (l_calls // h_calls) if l_calls and h_calls else 1
-        for module, data in modules.items():
+        for module, data in run["modules"].items():
+            per_segment = data["calls"] / run["steps"]
             values = np.asarray(data["relative"])
-            if module == "inner.H_level" and l_calls:
-                x = np.arange(1, len(values) + 1) * per_h + per_h - 1  # H call j follows L call (j+1)·T − 1
-                style = {"marker": "o", "linestyle": "-"}
-            else:
-                x = np.arange(1, len(values) + 1)
-                style = {"marker": ".", "linestyle": "-" if not label else "--"}
+            x = (np.arange(1, len(values) + 1) + 1) / per_segment
             name = {"inner.L_level": "z_L", "inner.H_level": "z_H"}.get(module, module)
-            axes.plot(x, values, label=f"{label} {name}".strip(), **style)
+            marker = "o" if module == "inner.H_level" else "."
+            axes.plot(x, values, marker=marker, linestyle="--" if label else "-", label=f"{label} {name}".strip())
+    for boundary in range(1, result["steps"]):
+        axes.axvline(boundary, color="grey", linewidth=0.5, linestyle=":")
     axes.set_yscale("log")
-    axes.set_xlabel("low-level step (H updates at the circles)")
+    axes.set_xlabel("ACT segments")
     axes.set_ylabel("‖z_i − z_{i−1}‖ / ‖z_{i−1}‖")
     axes.set_title(title)
     axes.legend(fontsize=8)
