@@ -8,9 +8,10 @@ Cases:
   official code on one H200: 78.7 ms/step compiled (9,760 samples/s, 10.6 GiB peak), 214.6 ms eager.
 - ``sudoku`` on CPU: the same model at batch 8 in float32 (what a laptop can do; 3 timed steps).
 - ``tiny``: the ``reasonlens demo`` model (4×4 Sudoku, 263k parameters), batch 64, float32 — any device.
-- ``cycles``: memory at H_cycles = L_cycles = 2, 4, 8 with the 1-step gradient. On CUDA: peak allocated
-  memory; everywhere: bytes autograd saves for backward (the activation memory that would grow with
-  depth under BPTT). Both must be flat.
+- ``cycles``: memory at H_cycles = L_cycles = 2, 4, 8 with the 1-step gradient, a 2-step gradient and
+  full backpropagation through the segment (``gradient_steps``). On CUDA: peak allocated memory;
+  everywhere: bytes autograd saves for backward. The 1-step gradient's must be flat (O(1) in depth);
+  BPTT's grows with H_cycles·L_cycles.
 
     python benchmarks/hrm_step.py                       # every case the device supports
     python benchmarks/hrm_step.py --cases tiny cycles --steps 20 --out benchmarks/out/hrm_step.json
@@ -174,10 +175,12 @@ def main():
     if "cycles" in args.cases:
         base, batch_size = (SUDOKU, 768) if device.type == "cuda" else (TINY, 64)
         for cycles in (2, 4, 8):
-            label = f"cycles H=L={cycles} ({'sudoku' if base is SUDOKU else 'tiny'})"
-            result = saved_activation_bytes({**base, "H_cycles": cycles, "L_cycles": cycles}, batch_size, device)
-            results["cases"][label] = result
-            rows.append((label, result))
+            for mode, steps in (("1-step", 1), ("2-step", 2), ("BPTT", cycles * cycles)):
+                label = f"cycles H=L={cycles} {mode} ({'sudoku' if base is SUDOKU else 'tiny'})"
+                config = {**base, "H_cycles": cycles, "L_cycles": cycles, "gradient_steps": steps}
+                result = saved_activation_bytes(config, batch_size, device)
+                results["cases"][label] = result
+                rows.append((label, result))
 
     width = max(len(label) for label, _ in rows)
     print(f"{machine}")

@@ -148,3 +148,57 @@ def test_analyze_bad_input(tmp_path, tiny_run):
     assert result.exit_code == 2 and "does not exist" in result.output
     result = runner.invoke(app, ["analyze", "dimensionality", str(tiny_run), "--puzzles", "1", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--puzzles must be at least 2" in result.output
+
+
+def _saved_bytes_and_grads(gradient_steps: int, cycles: int):
+    from reasonlens.hrm import ACTLossHead, HRMACTv1
+
+    config = dict(
+        seq_len=4,
+        vocab_size=5,
+        hidden_size=16,
+        num_heads=2,
+        H_layers=1,
+        L_layers=1,
+        H_cycles=cycles,
+        L_cycles=cycles,
+        puzzle_emb_ndim=0,
+        halt_max_steps=2,
+        forward_dtype="float32",
+        gradient_steps=gradient_steps,
+        batch_size=3,
+    )
+    torch.manual_seed(0)
+    model = HRMACTv1(config).train()
+    head = ACTLossHead(model)
+    generator = torch.Generator().manual_seed(1)
+    batch = {
+        "inputs": torch.randint(1, 5, (3, 4), generator=generator),
+        "labels": torch.randint(1, 5, (3, 4), generator=generator),
+        "puzzle_identifiers": torch.zeros(3, dtype=torch.int32),
+    }
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        _, loss, metrics, *_ = head(head.initial_carry(batch), batch)
+    loss.backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return total, grads, metrics
+
+
+def test_one_step_gradient_memory_is_flat_and_bptt_grows():
+    one_step = [_saved_bytes_and_grads(1, c)[0] for c in (2, 3, 4)]
+    bptt = [_saved_bytes_and_grads(c * c, c)[0] for c in (2, 3, 4)]
+    assert one_step[0] == one_step[1] == one_step[2]  # O(1) in the number of cycles
+    assert bptt[0] < bptt[1] < bptt[2] and bptt[0] > one_step[0]
+    _, grads_one, metrics_one = _saved_bytes_and_grads(1, 2)
+    _, grads_all, metrics_all = _saved_bytes_and_grads(4, 2)
+    assert metrics_one["lm_loss"] == metrics_all["lm_loss"]  # same forward values
+    assert not torch.allclose(grads_one, grads_all)  # but a different gradient
+    with pytest.raises(ValueError, match="gradient_steps .5. can be at most"):
+        _saved_bytes_and_grads(5, 2)

@@ -265,7 +265,7 @@ def export_official_checkpoint(
 
     fields = model.config.model_dump()
     arch_section = {"name": EXPORT_ARCH_NAMES[arch], "loss": {"name": "losses@ACTLossHead", "loss_type": loss_type}}
-    arch_section.update({k: v for k, v in fields.items() if k not in (*_DATASET_FIELDS, "causal")})
+    arch_section.update({k: v for k, v in fields.items() if k not in (*_DATASET_FIELDS, "causal", "gradient_steps")})
     config = {"arch": arch_section, **_OFFICIAL_TRAIN_DEFAULTS, **(train_config or {})}
     # ignored by the official PretrainConfig, read back by load_official_checkpoint
     config["reasonlens"] = {k: fields[k] for k in _DATASET_FIELDS} | {"arch": arch}

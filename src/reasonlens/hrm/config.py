@@ -50,6 +50,9 @@ class HRMConfig(StrictConfig):
     forward_dtype: ForwardDtype = "bfloat16"
     # The official create_model passes causal=False; HRM attention is always bidirectional.
     causal: bool = False
+    # Ours (not in the official config): L-updates per segment that carry gradient; 1 is the official
+    # 1-step gradient, H_cycles·L_cycles is full backpropagation through the segment (HRM only).
+    gradient_steps: int = Field(1, ge=1)
 
     @field_validator("causal")
     @classmethod
@@ -65,6 +68,11 @@ class HRMConfig(StrictConfig):
         if self.pos_encodings == "rope" and (self.hidden_size // self.num_heads) % 2:
             raise ValueError(
                 f"RoPE needs an even head dim; hidden_size/num_heads = {self.hidden_size // self.num_heads}"
+            )
+        if self.gradient_steps > self.H_cycles * self.L_cycles:
+            raise ValueError(
+                f"gradient_steps ({self.gradient_steps}) can be at most H_cycles·L_cycles = "
+                f"{self.H_cycles * self.L_cycles} (1: the 1-step gradient; the maximum: full BPTT)"
             )
         return self
 

@@ -189,23 +189,27 @@ class HRMInner(RecurrentCore):
         self.L_level = ReasoningModule([self.make_block() for _ in range(self.config.L_layers)])
 
     def recur(self, z_H, z_L, x, cos_sin):
+        c = self.config
         return hierarchical_segment(
-            self.L_level, self.H_level, z_H, z_L, x, self.config.H_cycles, self.config.L_cycles, cos_sin
+            self.L_level, self.H_level, z_H, z_L, x, c.H_cycles, c.L_cycles, cos_sin, c.gradient_steps
         )
 
 
-def hierarchical_segment(L_level, H_level, z_H, z_L, x, n_high: int, n_low: int, cos_sin=None):
+def hierarchical_segment(L_level, H_level, z_H, z_L, x, n_high: int, n_low: int, cos_sin=None, gradient_steps: int = 1):
     """HRM's segment: ``n_high`` cycles of ``n_low`` L-updates (from ``z_H + x``) each followed by an
-    H-update (from ``z_L``), all under no_grad except the final L and H updates (the 1-step gradient)."""
-    with torch.no_grad():
-        for h in range(n_high):
-            for t in range(n_low):
-                if not (h == n_high - 1 and t == n_low - 1):
-                    z_L = L_level(z_L, z_H + x, cos_sin)
-            if h != n_high - 1:
-                z_H = H_level(z_H, z_L, cos_sin)
-    z_L = L_level(z_L, z_H + x, cos_sin)
-    z_H = H_level(z_H, z_L, cos_sin)
+    H-update (from ``z_L``). Only the last ``gradient_steps`` L-updates, and the H-updates after the
+    first of them, carry gradient: 1 is the official 1-step gradient (the final L and H updates),
+    ``n_high·n_low`` is backpropagation through the whole segment. Forward values do not depend on it."""
+    grad = torch.is_grad_enabled()
+    first_with_grad = n_high * n_low - gradient_steps  # index of the first L-update with gradient
+    done = 0
+    for _ in range(n_high):
+        for _ in range(n_low):
+            with torch.set_grad_enabled(grad and done >= first_with_grad):
+                z_L = L_level(z_L, z_H + x, cos_sin)
+            done += 1
+        with torch.set_grad_enabled(grad and done > first_with_grad):
+            z_H = H_level(z_H, z_L, cos_sin)
     return z_H, z_L
 
 
