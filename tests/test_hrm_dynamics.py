@@ -202,3 +202,67 @@ def test_one_step_gradient_memory_is_flat_and_bptt_grows():
     assert not torch.allclose(grads_one, grads_all)  # but a different gradient
     with pytest.raises(ValueError, match="gradient_steps .5. can be at most"):
         _saved_bytes_and_grads(5, 2)
+
+
+def test_study_trains_variants_and_tabulates(tmp_path):
+    from reasonlens.utils.io import write_yaml
+
+    data = build_sudoku_dataset(
+        SudokuBuildConfig(out_dir=tmp_path / "data", source="generate", size=4, train_size=48, test_size=8, seed=1)
+    )
+    write_yaml(
+        tmp_path / "base.yaml",
+        {
+            "arch": "hrm_act_v1",
+            "data_path": str(data),
+            "global_batch_size": 16,
+            "epochs": 1,
+            "eval_interval": 1,
+            "lr": 1e-3,
+            "lr_warmup_steps": 1,
+            "model": {
+                "hidden_size": 16,
+                "num_heads": 2,
+                "H_layers": 1,
+                "L_layers": 1,
+                "H_cycles": 2,
+                "L_cycles": 2,
+                "puzzle_emb_ndim": 16,
+                "halt_max_steps": 2,
+            },
+        },
+    )
+    write_yaml(
+        tmp_path / "study.yaml",
+        {
+            "name": "gradient",
+            "base": str(tmp_path / "base.yaml"),
+            "overrides": ["epochs=1"],
+            "puzzles": 8,
+            "variants": {"one_step": ["model.gradient_steps=1"], "full_bptt": ["model.gradient_steps=4"]},
+        },
+    )
+    result = CliRunner().invoke(app, ["study", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    study = json.loads((tmp_path / "out" / "study.json").read_text())
+    one, full = study["variants"]["one_step"], study["variants"]["full_bptt"]
+    assert full["saved_mib"] > one["saved_mib"] and one["parameters"] == full["parameters"]
+    assert {"exact", "PR_H", "PR_L", "h_decay", "l_reset"} <= set(one)
+    assert "| one_step |" in (tmp_path / "out" / "study.md").read_text()
+    result = CliRunner().invoke(app, ["study", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_convergence_summary_by_hand():
+    from reasonlens.hrm.studies import convergence_summary
+
+    result = {
+        "modules": {
+            # L_cycles = 2: residuals of L calls 1..5; calls 2 and 4 are the first after an H update
+            "inner.L_level": {"relative": [0.5, 0.8, 0.2, 0.4, 0.1]},
+            "inner.H_level": {"relative": [0.6, 0.3]},
+        }
+    }
+    summary = convergence_summary(result, l_cycles=2)
+    assert summary["h_decay"] == pytest.approx(0.5)
+    assert summary["l_reset"] == pytest.approx((0.8 / 0.5 + 0.4 / 0.2) / 2)

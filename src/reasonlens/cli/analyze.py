@@ -112,3 +112,20 @@ def scaling(
             f"with Q halting {row['exact_with_halting']:.3f} in {row['mean_steps_with_halting']:.2f} segments"
         )
     typer.echo(f"wrote {output_dir(run, out)}/scaling.json, scaling.png, report.html")
+
+
+def study(
+    config: Annotated[Path, typer.Argument(help="a study YAML (configs/studies/*.yaml)")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the variants' runs and the table")],
+    retrain: Annotated[bool, typer.Option(help="train variants again even if a finished run exists")] = False,
+) -> None:
+    """Train every variant of a study and tabulate accuracy, memory, PR and convergence (study.md)."""
+    from reasonlens.hrm.studies import load_study, run_study
+
+    with analysis_errors():
+        if not config.is_file():
+            from reasonlens.interp import InterpError
+
+            raise InterpError(f"study config {config} does not exist")
+        run_study(load_study(config), out, retrain, log=typer.echo)
+    typer.echo((out / "study.md").read_text())

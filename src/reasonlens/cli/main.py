@@ -8,6 +8,7 @@ import typer
 
 from reasonlens.cli.agents import app as agents_app
 from reasonlens.cli.analyze import app as analyze_app
+from reasonlens.cli.analyze import study as analyze_study
 from reasonlens.cli.data import app as data_app
 from reasonlens.cli.errors import friendly_errors
 from reasonlens.cli.hrm import app as hrm_app
@@ -25,6 +26,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(agents_app, name="agents")
 app.add_typer(lm_app, name="lm")
 app.add_typer(analyze_app, name="analyze")
+app.command(name="study")(analyze_study)
 app.command()(train)
 app.command()(evaluate)
 

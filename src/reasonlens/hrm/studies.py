@@ -1,0 +1,154 @@
+"""Exploration studies (seed 003 phase 5): one YAML names a base training recipe and its variants; one
+command trains every variant and measures what the study is about, into one table.
+
+Per variant: parameters, training time, held-out exact / token accuracy, the bytes autograd saves for
+one training step (the gradient's memory), participation ratios PR_H / PR_L, and two convergence
+numbers — ``h_decay`` (z_H's last over first relative residual: < 1 means z_H converges across cycles)
+and ``l_reset`` (the mean ratio of z_L's residual right after each z_H update to the one right before:
+> 1 means each high-level update resets the low-level module, the paper's hierarchical picture).
+
+    name: depth_vs_width
+    base: configs/train/cpu_sudoku_4x4.yaml
+    overrides: [epochs=3, data_path=datasets/sudoku-4x4-small]
+    variants:
+      h64_layers2: [model.hidden_size=64, model.H_layers=2, model.L_layers=2]
+      h128_layers1: [model.hidden_size=128, model.H_layers=1, model.L_layers=1]
+
+``reasonlens study CONFIG --out DIR`` trains into ``DIR/<variant>`` (a trained variant is reused unless
+``--retrain``) and writes ``DIR/study.json`` and ``DIR/study.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from reasonlens.hrm import dynamics
+from reasonlens.hrm.patching import HRMAdapter
+from reasonlens.hrm.train import load_train_config, train
+from reasonlens.interp import InterpError
+from reasonlens.utils.config import StrictConfig
+from reasonlens.utils.io import atomic_write, read_yaml, write_json
+
+
+class StudyConfig(StrictConfig):
+    name: str
+    base: str = Field(description="a training recipe (configs/train/*.yaml)")
+    overrides: list[str] = Field(default_factory=list, description="key=value for every variant")
+    variants: dict[str, list[str]] = Field(min_length=1, description="variant name -> key=value overrides")
+    puzzles: int = Field(100, ge=2, description="test puzzles for the dynamics measures")
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    return StudyConfig.from_dict(read_yaml(path))
+
+
+def convergence_summary(result: dict, l_cycles: int) -> dict:
+    modules = result["modules"]
+    out = {}
+    if "inner.H_level" in modules:
+        h = modules["inner.H_level"]["relative"]
+        out["h_decay"] = h[-1] / h[0] if h and h[0] > 0 else None
+    if "inner.L_level" in modules and "inner.H_level" in modules and l_cycles > 1:
+        l_res = np.asarray(modules["inner.L_level"]["relative"])  # residual i: call i vs call i-1
+        after = [i for i in range(1, len(l_res) + 1) if i % l_cycles == 0]  # first L call after an H update
+        ratios = [l_res[i - 1] / l_res[i - 2] for i in after if i >= 2 and l_res[i - 2] > 0]
+        out["l_reset"] = float(np.mean(ratios)) if ratios else None
+    return out
+
+
+def saved_bytes(adapter: HRMAdapter) -> int:
+    """Bytes autograd saves for one training-mode loss on one batch of 16 test puzzles."""
+    from reasonlens.hrm.losses import ACTLossHead
+
+    model = adapter.model.train()
+    head = ACTLossHead(model)
+    batch = adapter.batch(list(range(min(16, adapter.num_examples))))
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        head(head.initial_carry(batch), batch)
+    model.eval()
+    return total
+
+
+def measure_variant(run_dir: Path, puzzles: int) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    adapter = HRMAdapter.from_checkpoint(run_dir, device="cpu")
+    trajectories = dynamics.collect_trajectories(adapter, list(range(min(puzzles, adapter.num_examples))))
+    row = {
+        "parameters": summary["parameters"],
+        "train_seconds": summary["train_seconds"],
+        "exact": summary["eval/exact_accuracy"],
+        "token": summary["eval/accuracy"],
+        "saved_mib": round(saved_bytes(adapter) / 2**20, 2),
+    }
+    try:
+        dims = dynamics.dimensionality(trajectories, adapter.model, bootstrap=0)
+        row.update(PR_H=dims["PR_H"], PR_L=dims["PR_L"], PR_ratio=dims["ratio"])
+    except InterpError as err:  # a model without a z_L (the transformer baseline) has no ratio
+        row["PR_note"] = str(err)
+    convergence = dynamics.convergence(trajectories, adapter.model)
+    row.update(convergence_summary(convergence, adapter.model.config.L_cycles))
+    return row
+
+
+def run_study(config: StudyConfig, out_dir: str | Path, retrain: bool = False, log=print) -> dict:
+    out_dir = Path(out_dir)
+    rows = {}
+    for name, overrides in config.variants.items():
+        run_dir = out_dir / name
+        if retrain or not (run_dir / "summary.json").exists():
+            train_config = load_train_config(
+                config.base, [*config.overrides, *overrides], run_dir=str(run_dir), progress=False
+            )
+            started = time.perf_counter()
+            train(train_config, log=lambda *_: None)
+            log(f"  trained {name} in {time.perf_counter() - started:.0f} s")
+        rows[name] = {"overrides": overrides, **measure_variant(run_dir, config.puzzles)}
+        log(f"  {name}: exact {rows[name]['exact']:.3f}")
+    result = {"study": config.model_dump(), "variants": rows}
+    write_json(out_dir / "study.json", result)
+    write_markdown(result, out_dir / "study.md")
+    return result
+
+
+COLUMNS = (
+    "parameters",
+    "train_seconds",
+    "exact",
+    "token",
+    "saved_mib",
+    "PR_H",
+    "PR_L",
+    "PR_ratio",
+    "h_decay",
+    "l_reset",
+)
+
+
+def write_markdown(result: dict, path: Path) -> Path:
+    def cell(value) -> str:
+        if value is None:
+            return "–"
+        if isinstance(value, float):
+            return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+        return str(value)
+
+    lines = [f"# Study: {result['study']['name']}", "", "| variant | " + " | ".join(COLUMNS) + " |"]
+    lines.append("|---" * (len(COLUMNS) + 1) + "|")
+    for name, row in result["variants"].items():
+        lines.append(f"| {name} | " + " | ".join(cell(row.get(c)) for c in COLUMNS) + " |")
+    with atomic_write(path) as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
