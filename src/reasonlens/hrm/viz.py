@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reasonlens.interp.report import _pyplot, _save
+from reasonlens.interp.report import pyplot, save_figure
 from reasonlens.utils.io import atomic_write
 
 
@@ -40,7 +40,7 @@ def convergence_plot(result: dict, path, title: str, others: dict[str, dict] | N
     """Relative forward residual of every module against time measured in ACT segments (call i of a
     module that runs k times per segment sits at (i + 1) / k), log scale, so runs with different
     schedules (HRM's z_L and z_H, a baseline's one state) share one axis. ``others`` adds runs."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(8, 3.8))
     for label, run in {"": result, **(others or {})}.items():
         for module, data in run["modules"].items():
@@ -57,11 +57,11 @@ def convergence_plot(result: dict, path, title: str, others: dict[str, dict] | N
     axes.set_ylabel("‖z_i − z_{i−1}‖ / ‖z_{i−1}‖")
     axes.set_title(title)
     axes.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def dimensionality_plot(trained: dict, untrained: dict | None, path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     figure, (bars, curve) = plt.subplots(1, 2, figsize=(9, 3.6))
     groups = {"trained": trained, **({"untrained": untrained} if untrained else {})}
     width = 0.35
@@ -78,11 +78,11 @@ def dimensionality_plot(trained: dict, untrained: dict | None, path) -> Path:
     curve.set_xlabel("trajectories (puzzles)")
     curve.set_ylabel("participation ratio")
     curve.legend(fontsize=7)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def scaling_plot(rows: list[dict], trained_steps: int, path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 3.6))
     segments = [r["segments"] for r in rows]
     axes.plot(segments, [r["exact"] for r in rows], marker="o", label="exact (all segments)")
@@ -93,7 +93,7 @@ def scaling_plot(rows: list[dict], trained_steps: int, path) -> Path:
     axes.set_xlabel("segments run (compute)")
     axes.set_ylabel("accuracy")
     axes.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------------------- boards
@@ -102,7 +102,7 @@ _MAZE_WALL, _MAZE_START, _MAZE_GOAL, _MAZE_PATH = 1, 3, 4, 5  # maze tokens: "# 
 
 
 def _draw_board(axes, kind: str, prediction, previous, labels, inputs, side: int) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     colours = np.ones((side, side, 3))
     text = np.full((side, side), "", dtype=object)
     pred, label, given = (np.asarray(a).reshape(side, side) for a in (prediction, labels, inputs))
@@ -134,7 +134,7 @@ def _draw_board(axes, kind: str, prediction, previous, labels, inputs, side: int
 
 def step_strip(trajectories, puzzle: int, kind: str, path) -> Path:
     """One row of boards (the prediction after each segment) above the halting Q values per segment."""
-    plt = _pyplot()
+    plt = pyplot()
     steps = trajectories.steps
     side = round(trajectories.labels.shape[1] ** 0.5)
     predictions = trajectories.logits[:, puzzle].argmax(-1).numpy()
@@ -159,14 +159,14 @@ def step_strip(trajectories, puzzle: int, kind: str, path) -> Path:
     q.set_xticks(range(1, steps + 1))
     q.set_xlabel("segment")
     q.legend(fontsize=7)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def step_gif(trajectories, puzzle: int, kind: str, path, frame_ms: int = 700) -> Path:
     """An animated GIF of the prediction segment by segment."""
     from PIL import Image
 
-    plt = _pyplot()
+    plt = pyplot()
     side = round(trajectories.labels.shape[1] ** 0.5)
     predictions = trajectories.logits[:, puzzle].argmax(-1).numpy()
     frames = []

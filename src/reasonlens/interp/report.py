@@ -14,7 +14,7 @@ import numpy as np
 from reasonlens.utils.io import atomic_write
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,11 +23,11 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path: str | os.PathLike) -> Path:
+def save_figure(figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_write(path, "wb") as handle:
         figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(figure)
+    pyplot().close(figure)
     return path
 
 
@@ -42,7 +42,7 @@ def heatmap(
     value_label: str = "",
 ) -> Path:
     """A diverging heatmap centred on 0 with the values written in the cells."""
-    plt = _pyplot()
+    plt = pyplot()
     matrix = np.asarray(matrix, dtype=float)
     limit = max(float(np.nanmax(np.abs(matrix))) if matrix.size else 0.0, 1e-6)
     figure, axes = plt.subplots(figsize=(1.1 + 0.9 * len(col_labels), 1.0 + 0.6 * len(row_labels)))
@@ -57,7 +57,7 @@ def heatmap(
             colour = "white" if abs(value) > 0.6 * limit else "black"  # readable on the dark ends of the scale
             axes.text(j, i, f"{value:+.3f}", ha="center", va="center", fontsize=8, color=colour)
     figure.colorbar(image, ax=axes, label=value_label)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def board_heatmap(
@@ -70,7 +70,7 @@ def board_heatmap(
 ) -> Path:
     """A (rows × cols) grid of per-cell values (e.g. change in correctness), with optional text labels
     (e.g. the puzzle's digits) and highlighted cells (e.g. the patched positions)."""
-    plt = _pyplot()
+    plt = pyplot()
     values = np.asarray(values, dtype=float)
     limit = max(float(np.nanmax(np.abs(values))) if values.size else 0.0, 1e-6)
     figure, axes = plt.subplots(figsize=(1.2 + 0.45 * values.shape[1], 1.0 + 0.45 * values.shape[0]))
@@ -84,7 +84,7 @@ def board_heatmap(
         if highlight is not None and highlight[i, j]:
             axes.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
     figure.colorbar(image, ax=axes, label=value_label)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _image_tag(path: Path) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from reasonlens.interp.probe import train_probe
+from reasonlens.interp.report import pyplot, save_figure
 from reasonlens.lm.analysis.hooks import PromptSet, cache_activations, residual_sites
 from reasonlens.lm.config.analysis_config import AnalysisConfig
 from reasonlens.lm.errors import LMError
@@ -113,13 +114,7 @@ def analysis_splits(datasets, config: AnalysisConfig) -> list[str]:
 
 def plot_probes(report: dict, out_dir: Path, position: str = "final") -> list[Path]:
     """One PNG per target: test score per layer, a line per split, shuffled-label control dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from reasonlens.utils.io import atomic_write
-
+    plt = pyplot()
     paths = []
     targets = list(dict.fromkeys(r["target"] for r in report["probes"]))
     for target in targets:
@@ -144,9 +139,6 @@ def plot_probes(report: dict, out_dir: Path, position: str = "final") -> list[Pa
         axes.set_xlabel("residual stream")
         axes.set_ylabel("test accuracy" if target in ("family", "label") else "test R²")
         axes.legend(fontsize=7)
-        path = out_dir / f"probe_{target}.png"
-        with atomic_write(path, "wb") as handle:
-            figure.savefig(handle, format="png", dpi=100, bbox_inches="tight")
-        plt.close(figure)
+        path = save_figure(figure, out_dir / f"probe_{target}.png")
         paths.append(path)
     return paths
