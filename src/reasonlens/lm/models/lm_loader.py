@@ -7,8 +7,6 @@ local directories, and a directory without tokenizer files is refused with one c
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -16,6 +14,7 @@ import torch
 from reasonlens.lm.config.training_config import ModelConfig
 from reasonlens.lm.errors import LMError
 from reasonlens.lm.tasks.formatting import check_length
+from reasonlens.utils.io import atomic_directory
 
 TOKENIZER_FILES = ("tokenizer.json",)
 MODEL_FILES = ("config.json",)
@@ -83,17 +82,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
 def save_checkpoint(model, tokenizer, path: str | Path) -> Path:
     """Write model + tokenizer to ``path`` atomically (a temp directory renamed into place)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -8,14 +8,12 @@ occur in the training set, so ID test accuracy measures generalisation to new ca
 from __future__ import annotations
 
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 from reasonlens.lm.config.task_config import TaskConfig
 from reasonlens.lm.errors import LMError
 from reasonlens.lm.tasks.generators import make_example
-from reasonlens.utils.io import read_yaml, write_yaml
+from reasonlens.utils.io import atomic_directory, read_yaml, write_yaml
 
 ID_SPLITS = ("train", "val", "test")
 
@@ -60,18 +58,10 @@ def ood_split(category: str) -> str:
 def save_datasets(datasets, path: str | Path, config: TaskConfig | None = None) -> Path:
     """Write the DatasetDict (and its task config) to ``path`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path) as tmp:
         datasets.save_to_disk(str(tmp / "data"))
         if config is not None:
             write_yaml(tmp / "task_config.yaml", config.model_dump(mode="json"))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
