@@ -49,3 +49,38 @@ def sorting_dataset(tmp_path):
 @pytest.fixture
 def grouped_dataset(tmp_path):
     return build_grouped_dataset(tmp_path / "grouped")
+
+
+def train_tiny_sudoku(root, **model):
+    """A tiny HRM trained for 2 epochs on 64 generated 4×4 Sudokus (12 held out) into ``root/run``;
+    ``model`` overrides the schedule (e.g. ``L_cycles=3``). Returns ``root``."""
+    from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
+    from reasonlens.hrm.train import TrainConfig, train
+
+    data = build_sudoku_dataset(
+        SudokuBuildConfig(out_dir=root / "data", source="generate", size=4, train_size=64, test_size=12, seed=0)
+    )
+    defaults = dict(
+        hidden_size=32,
+        num_heads=2,
+        H_layers=1,
+        L_layers=1,
+        H_cycles=2,
+        L_cycles=2,
+        puzzle_emb_ndim=32,
+        halt_max_steps=4,
+    )
+    train(
+        TrainConfig(
+            data_path=str(data),
+            run_dir=str(root / "run"),
+            global_batch_size=16,
+            epochs=2,
+            eval_interval=1,
+            lr=1e-3,
+            lr_warmup_steps=2,
+            progress=False,
+            model={**defaults, **model},
+        )
+    )
+    return root

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import train_tiny_sudoku
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -15,39 +16,12 @@ from reasonlens.hrm import dynamics
 from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
 from reasonlens.hrm.evaluate import halting_at
 from reasonlens.hrm.patching import HRMAdapter, call_index
-from reasonlens.hrm.train import TrainConfig, train
 from reasonlens.interp import InterpError
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dynamics")
-    data = build_sudoku_dataset(
-        SudokuBuildConfig(out_dir=root / "data", source="generate", size=4, train_size=64, test_size=12, seed=0)
-    )
-    train(
-        TrainConfig(
-            data_path=str(data),
-            run_dir=str(root / "run"),
-            global_batch_size=16,
-            epochs=2,
-            eval_interval=1,
-            lr=1e-3,
-            lr_warmup_steps=2,
-            progress=False,
-            model=dict(
-                hidden_size=32,
-                num_heads=2,
-                H_layers=1,
-                L_layers=1,
-                H_cycles=2,
-                L_cycles=3,
-                puzzle_emb_ndim=32,
-                halt_max_steps=3,
-            ),
-        )
-    )
-    return root / "run"
+    return train_tiny_sudoku(tmp_path_factory.mktemp("dynamics"), L_cycles=3, halt_max_steps=3) / "run"
 
 
 def test_participation_ratio_of_known_spectra():

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import train_tiny_sudoku
 
 from reasonlens.hrm import TRM, HRMACTv1, export_official_checkpoint, load_checkpoint
 from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
 from reasonlens.hrm.patching import HRMAdapter, build_experiments, call_index, hrm_aliases, level_interventions, sweep
-from reasonlens.hrm.train import TrainConfig, train
 from reasonlens.interp import InterpError, capture, intervene
 from reasonlens.interp.hooks import SitePatch
 from reasonlens.interp.sweep import single_row_patch
@@ -23,33 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("patching")
-    data = build_sudoku_dataset(
-        SudokuBuildConfig(out_dir=root / "data", source="generate", size=4, train_size=64, test_size=12, seed=0)
-    )
-    train(
-        TrainConfig(
-            data_path=str(data),
-            run_dir=str(root / "run"),
-            global_batch_size=16,
-            epochs=2,
-            eval_interval=1,
-            lr=1e-3,
-            lr_warmup_steps=2,
-            progress=False,
-            model=dict(
-                hidden_size=32,
-                num_heads=2,
-                H_layers=1,
-                L_layers=1,
-                H_cycles=2,
-                L_cycles=2,
-                puzzle_emb_ndim=32,
-                halt_max_steps=4,
-            ),
-        )
-    )
-    return root
+    return train_tiny_sudoku(tmp_path_factory.mktemp("patching"))
 
 
 def test_call_index_map_and_aliases_follow_the_schedule():

@@ -7,18 +7,12 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from reasonlens.lm.config.task_config import check_names
 from reasonlens.utils.config import StrictConfig
 
 POSITIONS = ("final", "cards_end", "rule_end")
 PROBE_TARGETS = ("family", "label", "total", "colour_sums")
 PAIRABLE = ("paraphrase", "unseen_colour", "more_cards")
-
-
-def _subset(values: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
-    unknown = [v for v in values if v not in allowed]
-    if unknown:
-        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
-    return values
 
 
 class AnalysisConfig(StrictConfig):
@@ -53,14 +47,14 @@ class AnalysisConfig(StrictConfig):
     @field_validator("positions")
     @classmethod
     def _positions(cls, value: list[str]) -> list[str]:
-        return _subset(value, POSITIONS, "position")
+        return check_names(value, POSITIONS, "position", required=False)
 
     @field_validator("probe_targets")
     @classmethod
     def _targets(cls, value: list[str]) -> list[str]:
-        return _subset(value, PROBE_TARGETS, "probe target")
+        return check_names(value, PROBE_TARGETS, "probe target", required=False)
 
     @field_validator("patch_categories")
     @classmethod
     def _pairable(cls, value: list[str]) -> list[str]:
-        return _subset(value, PAIRABLE, "patching category (answer-preserving counterfactuals)")
+        return check_names(value, PAIRABLE, "patching category (answer-preserving counterfactuals)", required=False)

@@ -17,11 +17,13 @@ FAMILIES = ("sum_colour", "sum_a_minus_b", "sum_predicate", "count_predicate", "
 OOD_CATEGORIES = ("unseen_colour", "unseen_composition", "paraphrase", "more_cards", "shifted_numbers")
 
 
-def _check_names(values: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+def check_names(values: list[str], allowed: tuple[str, ...], what: str, required: bool = True) -> list[str]:
+    """``values`` without duplicates if each is in ``allowed``, else one error naming the unknown ones and
+    the allowed set (``required``: at least one value)."""
     unknown = [v for v in values if v not in allowed]
     if unknown:
         raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
-    if not values:
+    if required and not values:
         raise ValueError(f"needs at least one {what}; allowed: {', '.join(allowed)}")
     return list(dict.fromkeys(values))
 
@@ -49,14 +51,14 @@ class TaskConfig(StrictConfig):
     @field_validator("families")
     @classmethod
     def _families(cls, value: list[str]) -> list[str]:
-        return _check_names(value, FAMILIES, "rule family")
+        return check_names(value, FAMILIES, "rule family")
 
     @field_validator("ood_categories")
     @classmethod
     def _categories(cls, value: list[str]) -> list[str]:
         if not value:
             return []
-        return _check_names(value, OOD_CATEGORIES, "OOD category")
+        return check_names(value, OOD_CATEGORIES, "OOD category")
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskConfig:
