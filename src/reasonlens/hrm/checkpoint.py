@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from reasonlens.hrm.baselines import TransformerACT
-from reasonlens.hrm.config import ConfigError
+from reasonlens.hrm.config import HRM_ONLY_FIELDS, ConfigError
 from reasonlens.hrm.model import ACTModel, HRMACTv1
 from reasonlens.hrm.trm import TRM
 from reasonlens.utils.io import load_safetensors, read_yaml, save_safetensors, torch_save_atomic, write_yaml
@@ -265,7 +265,7 @@ def export_official_checkpoint(
 
     fields = model.config.model_dump()
     arch_section = {"name": EXPORT_ARCH_NAMES[arch], "loss": {"name": "losses@ACTLossHead", "loss_type": loss_type}}
-    arch_section.update({k: v for k, v in fields.items() if k not in (*_DATASET_FIELDS, "causal", "gradient_steps")})
+    arch_section.update({k: v for k, v in fields.items() if k not in (*_DATASET_FIELDS, "causal", *HRM_ONLY_FIELDS)})
     config = {"arch": arch_section, **_OFFICIAL_TRAIN_DEFAULTS, **(train_config or {})}
     # ignored by the official PretrainConfig, read back by load_official_checkpoint
     config["reasonlens"] = {k: fields[k] for k in _DATASET_FIELDS} | {"arch": arch}
@@ -325,3 +325,54 @@ def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tenso
             parts.append(f"unexpected keys ({len(unexpected)}): " + ", ".join(unexpected[:5]))
         raise CheckpointError(f"{source} does not fit the model config — " + " | ".join(parts))
     model.load_state_dict(state, strict=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Transfer: initialise a model from another task's checkpoint
+
+
+def transfer_weights(model: ACTModel, source: str | os.PathLike, include: list[str] | tuple[str, ...] = ()) -> dict:
+    """Copy into ``model`` every tensor of the checkpoint ``source`` (any format :func:`load_checkpoint`
+    reads) that has the same name and shape — or, with ``include``, only those under these module
+    paths (``inner.H_level``, ``inner.L_level``, ...). The rest keeps its fresh initialisation; a Sudoku
+    checkpoint's token embedding and LM head, sized by its vocabulary, do not fit a maze model.
+
+    Returns ``{"source", "include", "copied": [names], "parameters_copied", "kept": {name: why}}``; fails
+    when nothing of a reasoning module (or of a module in ``include``) fits.
+    """
+    modules = {name for name, _ in model.named_modules() if name}
+    for prefix in include:
+        if prefix not in modules:
+            shallow = sorted(name for name in modules if name.count(".") <= 1)
+            raise CheckpointError(f"init_include: no module {prefix!r} in the model; modules: {', '.join(shallow)}")
+    source_state = load_checkpoint(source, device="cpu").state_dict()
+    target_state = model.state_dict()
+    parameter_names = {name for name, _ in model.named_parameters()}
+    copied, kept, parameters = [], {}, 0
+    with torch.no_grad():
+        for name, tensor in target_state.items():
+            if include and not any(name.startswith(prefix + ".") for prefix in include):
+                kept[name] = "not included"
+            elif name not in source_state:
+                kept[name] = "not in the source"
+            elif source_state[name].shape != tensor.shape:
+                kept[name] = f"shape {tuple(source_state[name].shape)} in the source vs {tuple(tensor.shape)}"
+            else:
+                tensor.copy_(source_state[name].to(tensor.dtype))
+                copied.append(name)
+                parameters += tensor.numel() if name in parameter_names else 0
+    # the point of a transfer is the reasoning modules (or the modules asked for): each must arrive
+    for prefix in include or [m for m in ("inner.H_level", "inner.L_level") if m in modules]:
+        if not any(name.startswith(prefix + ".") for name in copied):
+            why = next((f"{k}: {v}" for k, v in kept.items() if k.startswith(prefix + ".")), "no tensors")
+            raise CheckpointError(
+                f"init_from {source}: nothing of {prefix} fits this model ({why}); "
+                "the source needs the same architecture and sizes"
+            )
+    return {
+        "source": str(source),
+        "include": list(include),
+        "copied": copied,
+        "parameters_copied": parameters,
+        "kept": kept,
+    }

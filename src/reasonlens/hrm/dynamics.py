@@ -29,7 +29,7 @@ import torch
 
 from reasonlens.hrm.evaluate import halting_at
 from reasonlens.hrm.losses import IGNORE_LABEL_ID
-from reasonlens.interp import InterpError, capture
+from reasonlens.interp import InterpError, SitePatch, capture, intervene
 
 MODULES = ("inner.L_level", "inner.H_level")
 
@@ -62,9 +62,10 @@ def _modules(model) -> list[str]:
 
 @torch.no_grad()
 def collect_trajectories(
-    adapter, indices: Sequence[int], steps: int | None = None, chunk_size: int = 64
+    adapter, indices: Sequence[int], steps: int | None = None, chunk_size: int = 64, patches: Sequence = ()
 ) -> Trajectories:
-    """Run ``steps`` segments (default: the model's ``halt_max_steps``) on the puzzles ``indices``."""
+    """Run ``steps`` segments (default: the model's ``halt_max_steps``) on the puzzles ``indices``,
+    with the engine's ``patches`` (:class:`~reasonlens.interp.SitePatch`) applied, if any."""
     steps = steps or adapter.max_steps
     modules = _modules(adapter.model)
     if not modules:
@@ -74,7 +75,11 @@ def collect_trajectories(
     for start in range(0, len(indices), chunk_size):
         batch = adapter.batch(list(indices)[start : start + chunk_size])
         logits, q_halt, q_continue = [], [], []
-        with capture(adapter.model, modules, to_cpu=True) as cache, halting_at(adapter.model, steps):
+        with (
+            intervene(adapter.model, patches),
+            capture(adapter.model, modules, to_cpu=True) as cache,
+            halting_at(adapter.model, steps),
+        ):
             carry = adapter.model.initial_carry(batch)
             for _ in range(steps):
                 carry, outputs = adapter.model(carry, batch)
@@ -242,3 +247,57 @@ def per_step_accuracy(trajectories: Trajectories) -> list[dict]:
             }
         )
     return rows
+
+
+# ---------------------------------------------------------------------------- noise and sparsity
+
+
+def state_noise_patches(model, std: float, seed: int = 0) -> list[SitePatch]:
+    """Engine patches adding N(0, std²) to the output of every reasoning-module call (every new z_L and
+    z_H), from a seeded generator so a measurement repeats exactly. The HRM's states have RMS 1 (each
+    update ends in an RMS norm), so ``std`` is relative to the state's scale."""
+    if std < 0:
+        raise InterpError(f"noise std must be >= 0, got {std}")
+    generator = torch.Generator().manual_seed(seed)
+
+    def add_noise(output: torch.Tensor, _call: int) -> torch.Tensor:
+        noise = torch.randn(output.shape, generator=generator, dtype=torch.float32)
+        return output + std * noise.to(output.device, output.dtype)
+
+    return [SitePatch(module, None, add_noise) for module in _modules(model)]
+
+
+def noise_robustness(adapter, indices: Sequence[int], stds: Sequence[float], seed: int = 0) -> list[dict]:
+    """Exact and token accuracy after ``halt_max_steps`` segments with state noise of each std."""
+    rows = []
+    for std in stds:
+        patches = state_noise_patches(adapter.model, std, seed) if std > 0 else []
+        last = per_step_accuracy(collect_trajectories(adapter, indices, patches=patches))[-1]
+        rows.append({"std": float(std), "exact": last["exact"], "token": last["token"]})
+    return rows
+
+
+def hoyer_sparsity(x: torch.Tensor) -> float:
+    """Mean Hoyer sparsity of the rows of ``x``: (√n − ‖r‖₁/‖r‖₂) / (√n − 1); 0 when every entry has the
+    same magnitude, 1 for a one-hot row (Hoyer 2004). Scale-free, so it compares states of any norm."""
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise InterpError(f"Hoyer sparsity needs a (rows, features ≥ 2) matrix, got {tuple(x.shape)}")
+    x = x.double()
+    root_n = x.shape[1] ** 0.5
+    ratio = x.abs().sum(1) / x.norm(dim=1).clamp_min(1e-12)
+    return float(((root_n - ratio) / (root_n - 1)).mean())
+
+
+def state_sparsity(trajectories: Trajectories, model, threshold: float = 0.1) -> dict:
+    """Per level: Hoyer sparsity of the ``z@s`` state vectors and the fraction of their entries with
+    |z| below ``threshold`` × the vector's RMS (the rows of the participation ratio)."""
+    out = {}
+    for level in ("H", "L"):
+        try:
+            rows = state_rows(step_states(trajectories, model, level)).double()
+        except InterpError:  # the transformer baseline has no z_L
+            continue
+        rms = rows.pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-12)
+        out[f"hoyer_{level}"] = hoyer_sparsity(rows)
+        out[f"near_zero_{level}"] = float((rows.abs() < threshold * rms).double().mean())
+    return out

@@ -6,7 +6,8 @@ Per call (one ACT segment on every slot):
   softmax CE in fp32), over *every* slot, halted or not: this is deep supervision;
 - ``q_halt_loss`` = Σ BCE(q_halt, row solved exactly);
 - ``q_continue_loss`` = Σ BCE(q_continue, target_q_continue), only when the model produced a target;
-- ``loss = lm_loss + 0.5 · (q_halt_loss + q_continue_loss)`` — the caller scales it by 1/global_batch.
+- ``loss = lm_loss + 0.5 · (q_halt_loss + q_continue_loss)`` — the caller scales it by 1/global_batch;
+  a model with ``state_l1`` > 0 (ours, not official) adds its per-row state penalty (``state_l1_loss``).
 
 Metrics are sums over the rows that halted this segment and have at least one label (``count``,
 ``accuracy`` (per-row token accuracy), ``exact_accuracy``, ``q_halt_accuracy``, ``steps``, plus the
@@ -115,8 +116,13 @@ class ACTLossHead(nn.Module):
             )
             metrics["q_continue_loss"] = q_continue_loss.detach()
 
+        state_loss = 0
+        if "state_l1" in outputs:  # the sparsity study's L1 penalty on the states (HRM config state_l1)
+            state_loss = outputs["state_l1"].sum()
+            metrics["state_l1_loss"] = state_loss.detach()
+
         detached = {k: outputs[k].detach() for k in return_keys if k in outputs}
         if "preds" in return_keys:
             detached["preds"] = preds
-        loss = lm_loss + 0.5 * (q_halt_loss + q_continue_loss)
+        loss = lm_loss + 0.5 * (q_halt_loss + q_continue_loss) + state_loss
         return new_carry, loss, metrics, detached, new_carry.halted.all()

@@ -166,14 +166,20 @@ class RecurrentCore(nn.Module):
         z_L = torch.where(flag, self.L_init, carry.z_L) if self.has_L_state else None
         return InnerCarry(z_H=torch.where(flag, self.H_init, carry.z_H), z_L=z_L)
 
-    def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]):
-        """One segment: returns (new carry (detached), logits (B, seq_len, V), (q_halt, q_continue) fp32)."""
+    def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor], state_penalty: bool = False):
+        """One segment: returns (new carry (detached), logits (B, seq_len, V), (q_halt, q_continue) fp32),
+        and with ``state_penalty`` a fourth item: ``config.state_l1`` · (mean |z_H| + mean |z_L|) per row
+        (B,), with gradient (the L1 penalty of the sparsity study)."""
         x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"])
         z_H, z_L = self.recur(carry.z_H, carry.z_L, x, self.cos_sin())
         new_carry = InnerCarry(z_H=z_H.detach(), z_L=z_L.detach() if z_L is not None else None)
         logits = self.lm_head(z_H)[:, self.puzzle_emb_len :]  # drop the prefix positions
         q_logits = self.q_head(z_H[:, 0]).to(torch.float32)  # (B, 2), read at prefix position 0
-        return new_carry, logits, (q_logits[..., 0], q_logits[..., 1])
+        result = (new_carry, logits, (q_logits[..., 0], q_logits[..., 1]))
+        if not state_penalty:
+            return result
+        magnitude = sum(z.float().abs().mean(dim=(1, 2)) for z in (z_H, z_L) if z is not None)
+        return (*result, self.config.state_l1 * magnitude)
 
 
 class HRMInner(RecurrentCore):
@@ -190,16 +196,20 @@ class HRMInner(RecurrentCore):
 
     def recur(self, z_H, z_L, x, cos_sin):
         c = self.config
+        noise = c.state_noise if self.training else 0.0
         return hierarchical_segment(
-            self.L_level, self.H_level, z_H, z_L, x, c.H_cycles, c.L_cycles, cos_sin, c.gradient_steps
+            self.L_level, self.H_level, z_H, z_L, x, c.H_cycles, c.L_cycles, cos_sin, c.gradient_steps, noise
         )
 
 
-def hierarchical_segment(L_level, H_level, z_H, z_L, x, n_high: int, n_low: int, cos_sin=None, gradient_steps: int = 1):
+def hierarchical_segment(
+    L_level, H_level, z_H, z_L, x, n_high: int, n_low: int, cos_sin=None, gradient_steps: int = 1, noise: float = 0.0
+):
     """HRM's segment: ``n_high`` cycles of ``n_low`` L-updates (from ``z_H + x``) each followed by an
     H-update (from ``z_L``). Only the last ``gradient_steps`` L-updates, and the H-updates after the
     first of them, carry gradient: 1 is the official 1-step gradient (the final L and H updates),
-    ``n_high·n_low`` is backpropagation through the whole segment. Forward values do not depend on it."""
+    ``n_high·n_low`` is backpropagation through the whole segment. Forward values do not depend on it.
+    ``noise`` > 0 adds N(0, noise²) to every new state."""
     grad = torch.is_grad_enabled()
     first_with_grad = n_high * n_low - gradient_steps  # index of the first L-update with gradient
     done = 0
@@ -207,9 +217,13 @@ def hierarchical_segment(L_level, H_level, z_H, z_L, x, n_high: int, n_low: int,
         for _ in range(n_low):
             with torch.set_grad_enabled(grad and done >= first_with_grad):
                 z_L = L_level(z_L, z_H + x, cos_sin)
+                if noise:
+                    z_L = z_L + noise * torch.randn_like(z_L)
             done += 1
         with torch.set_grad_enabled(grad and done > first_with_grad):
             z_H = H_level(z_H, z_L, cos_sin)
+            if noise:
+                z_H = z_H + noise * torch.randn_like(z_H)
     return z_H, z_L
 
 
@@ -279,8 +293,11 @@ class ACTModel(nn.Module):
             for k, v in carry.current_data.items()
         }
 
-        inner_carry, logits, (q_halt, q_continue) = self.inner(inner_carry, current_data)
+        penalise = self.config.state_l1 > 0
+        inner_carry, logits, (q_halt, q_continue), *penalty = self.inner(inner_carry, current_data, penalise)
         outputs = {"logits": logits, "q_halt_logits": q_halt, "q_continue_logits": q_continue}
+        if penalise:
+            outputs["state_l1"] = penalty[0]
 
         with torch.no_grad():
             steps = steps + 1

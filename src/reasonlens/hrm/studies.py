@@ -5,7 +5,11 @@ Per variant: parameters, training time, held-out exact / token accuracy, the byt
 one training step (the gradient's memory), participation ratios PR_H / PR_L, and two convergence
 numbers — ``h_decay`` (z_H's last over first relative residual: < 1 means z_H converges across cycles)
 and ``l_reset`` (the mean ratio of z_L's residual right after each z_H update to the one right before:
-> 1 means each high-level update resets the low-level module, the paper's hierarchical picture).
+> 1 means each high-level update resets the low-level module, the paper's hierarchical picture), the
+Hoyer sparsity of the z_H / z_L states (0: all entries equal in size; Gaussian states of 64 units give
+0.23; 1: one-hot), and with ``noise_stds`` the exact accuracy under state noise of each std
+(``exact@noise0.3``). A variant trained with ``init_from`` (transfer) also reports how many parameters
+it took from the source (``init_parameters``).
 
     name: depth_vs_width
     base: configs/train/cpu_sudoku_4x4.yaml
@@ -15,7 +19,8 @@ and ``l_reset`` (the mean ratio of z_L's residual right after each z_H update to
       h128_layers1: [model.hidden_size=128, model.H_layers=1, model.L_layers=1]
 
 ``reasonlens study CONFIG --out DIR`` trains into ``DIR/<variant>`` (a trained variant is reused unless
-``--retrain``) and writes ``DIR/study.json`` and ``DIR/study.md``.
+``--retrain``) and writes ``DIR/study.json``, ``DIR/study.md`` and ``DIR/curves.png`` (held-out exact
+accuracy at each evaluation of each variant).
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from reasonlens.hrm import dynamics
 from reasonlens.hrm.patching import HRMAdapter
 from reasonlens.hrm.train import load_train_config, train
 from reasonlens.interp import InterpError
+from reasonlens.interp.report import pyplot, save_figure
 from reasonlens.utils.config import StrictConfig
 from reasonlens.utils.io import atomic_write, read_yaml, write_json
 
@@ -42,6 +48,16 @@ class StudyConfig(StrictConfig):
     overrides: list[str] = Field(default_factory=list, description="key=value for every variant")
     variants: dict[str, list[str]] = Field(min_length=1, description="variant name -> key=value overrides")
     puzzles: int = Field(100, ge=2, description="test puzzles for the dynamics measures")
+    noise_stds: list[float] = Field(
+        default_factory=list, description="also measure exact accuracy with state noise of these stds"
+    )
+
+    @field_validator("noise_stds")
+    @classmethod
+    def _non_negative(cls, values: list[float]) -> list[float]:
+        if any(v < 0 for v in values):
+            raise ValueError(f"noise_stds must be >= 0, got {values}")
+        return values
 
 
 def load_study(path: str | Path) -> StudyConfig:
@@ -82,10 +98,37 @@ def saved_bytes(adapter: HRMAdapter) -> int:
     return total
 
 
-def measure_variant(run_dir: Path, puzzles: int) -> dict:
+def eval_curve(metrics_path: Path) -> list[dict]:
+    """Held-out exact / token accuracy at every evaluation of a run (its ``metrics.jsonl``)."""
+    curve = []
+    for line in metrics_path.read_text().splitlines():
+        record = json.loads(line)
+        if "eval/exact_accuracy" in record:
+            curve.append(
+                {"step": record["step"], "exact": record["eval/exact_accuracy"], "token": record["eval/accuracy"]}
+            )
+    return curve
+
+
+def plot_curves(result: dict, path: Path) -> Path:
+    """Held-out exact accuracy vs training step, one line per variant."""
+    plt = pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    for name, row in result["variants"].items():
+        curve = row.get("eval_curve") or []
+        axis.plot([p["step"] for p in curve], [p["exact"] for p in curve], marker="o", label=name)
+    axis.set(xlabel="training step", ylabel="held-out exact accuracy", title=f"Study: {result['study']['name']}")
+    axis.set_ylim(0, 1)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
+def measure_variant(run_dir: Path, puzzles: int, noise_stds: list[float] = ()) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     adapter = HRMAdapter.from_checkpoint(run_dir, device="cpu")
-    trajectories = dynamics.collect_trajectories(adapter, list(range(min(puzzles, adapter.num_examples))))
+    indices = list(range(min(puzzles, adapter.num_examples)))
+    trajectories = dynamics.collect_trajectories(adapter, indices)
     row = {
         "parameters": summary["parameters"],
         "train_seconds": summary["train_seconds"],
@@ -100,6 +143,12 @@ def measure_variant(run_dir: Path, puzzles: int) -> dict:
         row["PR_note"] = str(err)
     convergence = dynamics.convergence(trajectories, adapter.model)
     row.update(convergence_summary(convergence, adapter.model.config.L_cycles))
+    row["eval_curve"] = eval_curve(run_dir / "metrics.jsonl")
+    row.update(dynamics.state_sparsity(trajectories, adapter.model))
+    if (run_dir / "init.json").is_file():
+        row["init_parameters"] = json.loads((run_dir / "init.json").read_text())["parameters_copied"]
+    for noisy in dynamics.noise_robustness(adapter, indices, noise_stds):
+        row[f"exact@noise{noisy['std']:g}"] = noisy["exact"]
     return row
 
 
@@ -115,10 +164,11 @@ def run_study(config: StudyConfig, out_dir: str | Path, retrain: bool = False, l
             started = time.perf_counter()
             train(train_config, log=lambda *_: None)
             log(f"  trained {name} in {time.perf_counter() - started:.0f} s")
-        rows[name] = {"overrides": overrides, **measure_variant(run_dir, config.puzzles)}
+        rows[name] = {"overrides": overrides, **measure_variant(run_dir, config.puzzles, config.noise_stds)}
         log(f"  {name}: exact {rows[name]['exact']:.3f}")
     result = {"study": config.model_dump(), "variants": rows}
     write_json(out_dir / "study.json", result)
+    plot_curves(result, out_dir / "curves.png")
     write_markdown(result, out_dir / "study.md")
     return result
 
@@ -134,6 +184,9 @@ COLUMNS = (
     "PR_ratio",
     "h_decay",
     "l_reset",
+    "hoyer_H",
+    "hoyer_L",
+    "init_parameters",
 )
 
 
@@ -145,10 +198,21 @@ def write_markdown(result: dict, path: Path) -> Path:
             return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
         return str(value)
 
-    lines = [f"# Study: {result['study']['name']}", "", "| variant | " + " | ".join(COLUMNS) + " |"]
-    lines.append("|---" * (len(COLUMNS) + 1) + "|")
+    rows = result["variants"].values()
+    extra = sorted({key for row in rows for key in row if key.startswith("exact@")}, key=lambda k: float(k[11:]))
+    columns = [c for c in (*COLUMNS, *extra) if any(row.get(c) is not None for row in rows)]  # only measured ones
+    lines = [f"# Study: {result['study']['name']}", "", "| variant | " + " | ".join(columns) + " |"]
+    lines.append("|---" * (len(columns) + 1) + "|")
     for name, row in result["variants"].items():
-        lines.append(f"| {name} | " + " | ".join(cell(row.get(c)) for c in COLUMNS) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(row.get(c)) for c in columns) + " |")
+    steps = sorted({p["step"] for row in rows for p in row.get("eval_curve") or []})
+    if len(steps) > 1:  # learning curves: what a transfer study is about
+        lines += ["", "Held-out exact accuracy at each evaluation (curves.png):", ""]
+        lines.append("| variant | " + " | ".join(f"step {s}" for s in steps) + " |")
+        lines.append("|---" * (len(steps) + 1) + "|")
+        for name, row in result["variants"].items():
+            at = {p["step"]: p["exact"] for p in row.get("eval_curve") or []}
+            lines.append(f"| {name} | " + " | ".join(cell(at.get(s)) for s in steps) + " |")
     with atomic_write(path) as handle:
         handle.write("\n".join(lines) + "\n")
     return path

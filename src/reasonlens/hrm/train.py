@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from reasonlens.hrm.checkpoint import OPTIMIZER_FILE, build_model, save_checkpoint
+from reasonlens.hrm.checkpoint import OPTIMIZER_FILE, build_model, save_checkpoint, transfer_weights
 from reasonlens.hrm.data.format import DatasetMetadata
 from reasonlens.hrm.data.sampler import PuzzleBatches
 from reasonlens.hrm.ema import EMA
@@ -88,6 +88,9 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     compile: bool = False
 
+    init_from: str | None = Field(None, description="start from the weights of this checkpoint (transfer)")
+    init_include: list[str] = Field(default_factory=list, description="with init_from: only these modules")
+
     eval_max_steps: int | None = Field(None, ge=1, description="segments at evaluation (inference-time scaling)")
     eval_save_outputs: list[str] = Field(default_factory=list)
     checkpoint_every_steps: int | None = Field(None, ge=1, description="extra checkpoints inside an iteration")
@@ -101,6 +104,8 @@ class TrainConfig(BaseModel):
     def _check(self):
         if self.eval_interval is not None and self.epochs % self.eval_interval:
             raise ValueError(f"epochs ({self.epochs}) must be a multiple of eval_interval ({self.eval_interval})")
+        if self.init_include and not self.init_from:
+            raise ValueError("init_include needs init_from (the checkpoint to take those modules from)")
         given = sorted(set(self.model) & set(DATASET_FIELDS))
         if given:
             raise ValueError(f"model.{given[0]} is read from the dataset's dataset.json; remove it from the config")
@@ -221,6 +226,8 @@ class Trainer:
 
         self.model_config = resolve_model_config(config, metadata, self.world_size, self.device)
         self.model = build_model(config.arch, self.model_config).to(self.device)
+        if config.init_from and not (config.resume and (self.run_dir / OPTIMIZER_FILE).is_file()):
+            self._transfer(config.init_from, config.init_include)
         if self.world_size > 1:
             with torch.no_grad():
                 for tensor in [*self.model.parameters(), *self.model.buffers()]:
@@ -273,6 +280,15 @@ class Trainer:
                 for path in (self.run_dir / "metrics.jsonl", self.run_dir / "summary.json"):
                     path.unlink(missing_ok=True)
             self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def _transfer(self, source: str, include: list[str]) -> None:
+        report = transfer_weights(self.model, source, include)
+        if self.rank == 0:
+            write_json(self.run_dir / "init.json", report)
+        self.log(
+            f"init_from {source}: copied {len(report['copied'])} tensors ({report['parameters_copied']:,} "
+            f"parameters); {len(report['kept'])} keep their fresh initialisation (init.json)"
+        )
 
     def _restore(self) -> None:
         state = torch.load(self.run_dir / OPTIMIZER_FILE, map_location="cpu", weights_only=True)

@@ -6,7 +6,7 @@ SAELens (:mod:`.sae`) read cached activations; they load on first use. Design: .
 
 from reasonlens.interp.cache import ActivationCache
 from reasonlens.interp.errors import InterpError
-from reasonlens.interp.hooks import capture, intervene
+from reasonlens.interp.hooks import SitePatch, capture, intervene
 from reasonlens.interp.results import PatchResult, load_results, save_results
 from reasonlens.interp.sites import Alias, SiteInfo, probe_sites
 from reasonlens.interp.spec import Intervention, format_spec, parse_spec, validate
@@ -44,6 +44,7 @@ __all__ = [
     "ProbeResult",
     "SAETrainingSettings",
     "SiteInfo",
+    "SitePatch",
     "capture",
     "classify_features",
     "encode_features",

@@ -1,0 +1,248 @@
+"""The last exploration studies of issue [F]: state noise and an L1 state penalty in training, noise and
+sparsity measured at inference, and Sudoku → maze transfer (``init_from``), down to the study table."""
+
+import json
+
+import pytest
+import torch
+from conftest import train_tiny_sudoku
+from typer.testing import CliRunner
+
+from reasonlens.cli.main import app
+from reasonlens.hrm import HRMACTv1, dynamics
+from reasonlens.hrm.checkpoint import CheckpointError, load_checkpoint, transfer_weights
+from reasonlens.hrm.config import ConfigError
+from reasonlens.hrm.data.maze import MazeBuildConfig, build_maze_dataset
+from reasonlens.hrm.losses import ACTLossHead
+from reasonlens.hrm.patching import HRMAdapter
+from reasonlens.hrm.train import TrainConfig, train
+from reasonlens.interp import InterpError
+from reasonlens.utils.io import write_yaml
+
+TINY = dict(
+    seq_len=16,
+    vocab_size=6,
+    hidden_size=32,
+    num_heads=2,
+    H_layers=1,
+    L_layers=1,
+    puzzle_emb_ndim=32,
+    forward_dtype="float32",
+    halt_max_steps=2,
+)
+
+
+def _batch(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return dict(
+        inputs=torch.randint(1, 6, (4, 16), generator=generator),
+        labels=torch.randint(1, 6, (4, 16), generator=generator),
+        puzzle_identifiers=torch.zeros(4, dtype=torch.int32),
+    )
+
+
+def _twins(**options):
+    torch.manual_seed(0)
+    plain = HRMACTv1(TINY)
+    torch.manual_seed(0)
+    return plain, HRMACTv1({**TINY, **options})
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tmp_path_factory):
+    return train_tiny_sudoku(tmp_path_factory.mktemp("source")) / "run"
+
+
+def test_state_noise_only_in_training():
+    plain, noisy = _twins(state_noise=0.5)
+    batch = _batch()
+    for model in (plain, noisy):
+        model.eval()
+    with torch.no_grad():
+        outs = [m(m.initial_carry(batch), batch)[1]["logits"] for m in (plain, noisy)]
+    assert torch.equal(*outs)  # eval: the official forward
+    for model in (plain, noisy):
+        model.train()
+    outs = []
+    for model in (plain, noisy):
+        torch.manual_seed(1)
+        outs.append(model(model.initial_carry(batch), batch)[1]["logits"])
+    assert (outs[0] - outs[1]).abs().max() > 1e-3  # train: the states are perturbed
+
+
+def test_state_l1_adds_the_penalty_by_hand():
+    plain, sparse = _twins(state_l1=0.1)
+    batch = _batch()
+    losses, carries = [], []
+    for model in (plain, sparse):
+        head = ACTLossHead(model.eval())
+        carry, loss, metrics, _, _ = head(head.initial_carry(batch), batch)
+        losses.append(loss)
+        carries.append(carry)
+    z_H, z_L = carries[1].inner_carry.z_H, carries[1].inner_carry.z_L
+    penalty = 0.1 * (z_H.abs().mean(dim=(1, 2)) + z_L.abs().mean(dim=(1, 2))).sum()
+    assert float((losses[1] - losses[0]).detach()) == pytest.approx(float(penalty), rel=1e-5)
+    assert float(metrics["state_l1_loss"]) == pytest.approx(float(penalty), rel=1e-5)
+    losses[1].backward()  # the penalty reaches the reasoning modules
+    assert sparse.inner.H_level.layers[0].self_attn.qkv_proj.weight.grad.abs().sum() > 0
+
+
+def test_study_options_are_hrm_only():
+    from reasonlens.hrm import TRM
+    from reasonlens.hrm.baselines import TransformerACT
+
+    with pytest.raises(ConfigError, match="state_noise is an HRM-only option; TRM"):
+        TRM({**TINY, "state_noise": 0.1})
+    with pytest.raises(ConfigError, match="state_l1 is an HRM-only option; the transformer baseline"):
+        TransformerACT({**TINY, "state_l1": 0.1})
+    with pytest.raises(ConfigError, match="state_noise"):
+        HRMACTv1({**TINY, "state_noise": -1})
+
+
+def test_hoyer_sparsity_extremes():
+    one_hot = torch.eye(8)
+    assert dynamics.hoyer_sparsity(one_hot) == pytest.approx(1.0)
+    signs = torch.tensor([[1.0, -1.0, 1.0, -1.0], [2.0, 2.0, -2.0, 2.0]])
+    assert dynamics.hoyer_sparsity(signs) == pytest.approx(0.0, abs=1e-12)
+    half = torch.tensor([[1.0, 1.0, 0.0, 0.0]])  # L1/L2 = √2 of √4 → (2 − √2) / (2 − 1)
+    assert dynamics.hoyer_sparsity(half) == pytest.approx(2 - 2**0.5)
+    with pytest.raises(InterpError, match="features ≥ 2"):
+        dynamics.hoyer_sparsity(torch.ones(3, 1))
+
+
+def test_noise_robustness_is_seeded_and_zero_noise_is_identity(tiny_source):
+    adapter = HRMAdapter.from_checkpoint(tiny_source, device="cpu")
+    indices = list(range(adapter.num_examples))
+    clean = dynamics.collect_trajectories(adapter, indices)
+    silent = dynamics.collect_trajectories(adapter, indices, patches=dynamics.state_noise_patches(adapter.model, 0.0))
+    assert torch.equal(clean.logits, silent.logits)
+    loud = dynamics.collect_trajectories(adapter, indices, patches=dynamics.state_noise_patches(adapter.model, 1.0))
+    assert not torch.allclose(clean.logits, loud.logits)
+    first = dynamics.noise_robustness(adapter, indices, [0.0, 0.5, 4.0])
+    assert first == dynamics.noise_robustness(adapter, indices, [0.0, 0.5, 4.0])  # same seed, same numbers
+    clean_exact = dynamics.per_step_accuracy(clean)[-1]["exact"]
+    assert first[0]["exact"] == clean_exact and first[2]["token"] < first[0]["token"]
+    sparsity = dynamics.state_sparsity(clean, adapter.model)
+    assert set(sparsity) == {"hoyer_H", "hoyer_L", "near_zero_H", "near_zero_L"}
+    assert all(0 <= v <= 1 for v in sparsity.values())
+    with pytest.raises(InterpError, match="noise std must be >= 0"):
+        dynamics.state_noise_patches(adapter.model, -0.1)
+
+
+def test_transfer_weights_copies_what_fits(tmp_path, tiny_source):
+    source = load_checkpoint(tiny_source)
+    target = HRMACTv1({**TINY, "seq_len": 36, "vocab_size": 7})  # a 6×6 maze: other length and vocabulary
+    report = transfer_weights(target, tiny_source)
+    target_state, source_state = target.state_dict(), source.state_dict()
+    assert torch.equal(
+        target_state["inner.L_level.layers.0.mlp.down_proj.weight"],
+        source_state["inner.L_level.layers.0.mlp.down_proj.weight"],
+    )
+    assert "inner.embed_tokens.embedding_weight" in report["kept"]  # vocab 7 vs 6
+    assert "shape" in report["kept"]["inner.lm_head.weight"]
+    assert not torch.equal(target_state["inner.lm_head.weight"][:6], source_state["inner.lm_head.weight"])
+
+    only = HRMACTv1({**TINY, "seq_len": 36, "vocab_size": 7})
+    report = transfer_weights(only, tiny_source, include=["inner.H_level"])
+    assert report["copied"] and all(name.startswith("inner.H_level.") for name in report["copied"])
+    assert report["parameters_copied"] == sum(p.numel() for p in only.inner.H_level.parameters())
+
+    with pytest.raises(CheckpointError, match="no module 'inner.X_level' in the model; modules: inner, inner.H_level"):
+        transfer_weights(HRMACTv1(TINY), tiny_source, include=["inner.X_level"])
+    with pytest.raises(
+        CheckpointError,
+        match="nothing of inner.H_level fits this model .inner.H_level.layers.0.self_attn.qkv_proj.weight: shape",
+    ):
+        transfer_weights(HRMACTv1({**TINY, "hidden_size": 16, "puzzle_emb_ndim": 16}), tiny_source)
+
+
+def test_init_from_trains_a_maze_model_from_a_sudoku_run(tmp_path, tiny_source):
+    data = build_maze_dataset(
+        MazeBuildConfig(out_dir=tmp_path / "maze", size=6, train_size=32, test_size=8, seed=0, workers=1)
+    )
+    config = dict(
+        data_path=str(data),
+        global_batch_size=16,
+        epochs=1,
+        eval_interval=1,
+        lr=0.0,  # no update: the transferred weights must arrive unchanged
+        lr_warmup_steps=0,
+        weight_decay=0.0,
+        puzzle_emb_lr=0.0,
+        puzzle_emb_weight_decay=0.0,
+        progress=False,
+        model=dict(hidden_size=32, num_heads=2, H_layers=1, L_layers=1, puzzle_emb_ndim=32, halt_max_steps=2),
+    )
+    train(
+        TrainConfig(
+            **config, run_dir=str(tmp_path / "run"), init_from=str(tiny_source), init_include=["inner.L_level"]
+        ),
+        log=lambda *_: None,
+    )
+    report = json.loads((tmp_path / "run" / "init.json").read_text())
+    assert report["copied"] and all(name.startswith("inner.L_level.") for name in report["copied"])
+    trained = load_checkpoint(tmp_path / "run").state_dict()
+    source = load_checkpoint(tiny_source).state_dict()
+    for name in report["copied"]:
+        assert torch.equal(trained[name], source[name]), name
+    with pytest.raises(ValueError, match="init_include needs init_from"):
+        TrainConfig(**config, init_include=["inner.L_level"])
+
+
+def test_study_reports_noise_sparsity_and_transfer(tmp_path, tiny_source):
+    data = tiny_source.parent / "data"  # the source's own 4×4 Sudokus
+    write_yaml(
+        tmp_path / "base.yaml",
+        {
+            "arch": "hrm_act_v1",
+            "data_path": str(data),
+            "global_batch_size": 16,
+            "epochs": 1,
+            "eval_interval": 1,
+            "lr": 1e-3,
+            "lr_warmup_steps": 1,
+            "model": {
+                "hidden_size": 32,
+                "num_heads": 2,
+                "H_layers": 1,
+                "L_layers": 1,
+                "puzzle_emb_ndim": 32,
+                "halt_max_steps": 2,
+            },
+        },
+    )
+    write_yaml(
+        tmp_path / "study.yaml",
+        {
+            "name": "noise",
+            "base": str(tmp_path / "base.yaml"),
+            "puzzles": 8,
+            "noise_stds": [0.5],
+            "variants": {
+                "noisy": ["model.state_noise=0.3", "model.state_l1=0.1"],
+                "transfer": [f"init_from={tiny_source}", "init_include=[inner.H_level, inner.L_level]"],
+            },
+        },
+    )
+    result = CliRunner().invoke(app, ["study", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "out" / "study.json").read_text())["variants"]
+    assert {"hoyer_H", "hoyer_L", "exact@noise0.5"} <= set(rows["noisy"])
+    assert "init_parameters" not in rows["noisy"]
+    adapter = HRMAdapter.from_checkpoint(tiny_source, device="cpu")
+    reasoning = sum(
+        p.numel() for m in (adapter.model.inner.H_level, adapter.model.inner.L_level) for p in m.parameters()
+    )
+    assert rows["transfer"]["init_parameters"] == reasoning
+    summary = json.loads((tmp_path / "out" / "noisy" / "summary.json").read_text())
+    assert rows["noisy"]["eval_curve"] == [  # one epoch, one evaluation
+        {"step": summary["steps"], "exact": summary["eval/exact_accuracy"], "token": summary["eval/accuracy"]}
+    ]
+    assert (tmp_path / "out" / "curves.png").stat().st_size > 0
+    table = (tmp_path / "out" / "study.md").read_text()
+    assert "init_parameters" in table and "exact@noise0.5" in table
+
+    write_yaml(tmp_path / "bad.yaml", {"name": "x", "base": "b.yaml", "noise_stds": [-1], "variants": {"a": []}})
+    result = CliRunner().invoke(app, ["study", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "noise_stds must be >= 0" in result.output
+    assert not (tmp_path / "o").exists()
