@@ -99,3 +99,21 @@ def test_official_recipes_match_the_papers():
     trm = load_train_config(REPO / "configs" / "train" / "trm_sudoku_mlp.yaml")
     model = build_model("trm", {**trm.model, "seq_len": 81, "vocab_size": 11, "num_puzzle_identifiers": 1})
     assert trm.ema and sum(p.numel() for p in model.parameters()) == 5_028_866
+
+
+STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_study_variants_build_their_models(path):
+    """Every variant of every shipped study is a valid training config whose model builds."""
+    from reasonlens.hrm.studies import load_study
+
+    study = load_study(path)
+    for name, overrides in study.variants.items():
+        config = load_train_config(REPO / study.base, [*study.overrides, *overrides])
+        seq_len, vocab, ids = task_shape(config.data_path)
+        model = build_model(
+            config.arch, {**config.model, "seq_len": seq_len, "vocab_size": vocab, "num_puzzle_identifiers": ids}
+        )
+        assert sum(p.numel() for p in model.parameters()) > 0, name

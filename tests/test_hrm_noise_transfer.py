@@ -227,7 +227,7 @@ def test_study_reports_noise_sparsity_and_transfer(tmp_path, tiny_source):
     result = CliRunner().invoke(app, ["study", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "out" / "study.json").read_text())["variants"]
-    assert {"hoyer_H", "hoyer_L", "exact@noise0.5"} <= set(rows["noisy"])
+    assert {"changed", "hoyer_H", "hoyer_L", "exact@noise0", "exact@noise0.5"} <= set(rows["noisy"])
     assert "init_parameters" not in rows["noisy"]
     adapter = HRMAdapter.from_checkpoint(tiny_source, device="cpu")
     reasoning = sum(
@@ -246,3 +246,23 @@ def test_study_reports_noise_sparsity_and_transfer(tmp_path, tiny_source):
     result = CliRunner().invoke(app, ["study", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "noise_stds must be >= 0" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_changed_cell_accuracy_by_hand():
+    inputs = torch.tensor([[1, 2, 2, 3]])  # cells 1 and 2 must change (label != input); cell 3 is not scored
+    labels = torch.tensor([[1, 4, 5, -100]])
+    predicted = torch.tensor([[1, 4, 2, 3]])  # copies cell 2 instead of writing 5
+    logits = torch.nn.functional.one_hot(predicted, 6).float().unsqueeze(0)  # (steps 1, N 1, cells, vocab)
+    trajectories = dynamics.Trajectories(
+        states={},
+        logits=logits,
+        q_halt=torch.zeros(1, 1),
+        q_continue=torch.zeros(1, 1),
+        labels=labels,
+        inputs=inputs,
+        prefix_len=0,
+    )
+    assert dynamics.changed_cell_accuracy(trajectories) == pytest.approx(0.5)
+    copies = dynamics.Trajectories(**{**trajectories.__dict__, "labels": inputs})
+    with pytest.raises(InterpError, match="no scored cell differs from its input"):
+        dynamics.changed_cell_accuracy(copies)

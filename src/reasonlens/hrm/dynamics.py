@@ -249,6 +249,17 @@ def per_step_accuracy(trajectories: Trajectories) -> list[dict]:
     return rows
 
 
+def changed_cell_accuracy(trajectories: Trajectories, step: int = -1) -> float:
+    """Token accuracy after segment ``step`` on the scored cells whose label differs from the input —
+    the blanks of a Sudoku, the path of a maze — where token accuracy is dominated by copied cells."""
+    labels = trajectories.labels
+    changed = (labels != IGNORE_LABEL_ID) & (labels != trajectories.inputs)
+    if not changed.any():
+        raise InterpError("no scored cell differs from its input; changed-cell accuracy is undefined")
+    predictions = trajectories.logits[step].argmax(-1)
+    return float(((predictions == labels) & changed).sum() / changed.sum())
+
+
 # ---------------------------------------------------------------------------- noise and sparsity
 
 

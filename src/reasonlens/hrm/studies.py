@@ -1,15 +1,23 @@
 """Exploration studies (seed 003 phase 5): one YAML names a base training recipe and its variants; one
 command trains every variant and measures what the study is about, into one table.
 
-Per variant: parameters, training time, held-out exact / token accuracy, the bytes autograd saves for
-one training step (the gradient's memory), participation ratios PR_H / PR_L, and two convergence
-numbers — ``h_decay`` (z_H's last over first relative residual: < 1 means z_H converges across cycles)
-and ``l_reset`` (the mean ratio of z_L's residual right after each z_H update to the one right before:
-> 1 means each high-level update resets the low-level module, the paper's hierarchical picture), the
-Hoyer sparsity of the z_H / z_L states (0: all entries equal in size; Gaussian states of 64 units give
-0.23; 1: one-hot), and with ``noise_stds`` the exact accuracy under state noise of each std
-(``exact@noise0.3``). A variant trained with ``init_from`` (transfer) also reports how many parameters
-it took from the source (``init_parameters``).
+Per variant:
+
+- parameters, training seconds, held-out exact / token accuracy (the run's last evaluation) and its
+  learning curve (every evaluation);
+- ``changed``: token accuracy on the cells the model must change (a Sudoku's blanks, a maze's path);
+- ``saved_mib``: the bytes autograd saves for one training step (the gradient's memory);
+- participation ratios PR_H / PR_L; ``h_decay`` (z_H's last over first relative residual: < 1 means
+  z_H converges across cycles); ``l_reset`` (the mean ratio of z_L's residual right after each z_H
+  update to the one right before: > 1 means each high-level update resets the low-level module, the
+  paper's hierarchical picture);
+- ``hoyer_H`` / ``hoyer_L``: Hoyer sparsity of the states (0: all entries equal in size; Gaussian
+  states of 64 units give 0.23; 1: one-hot);
+- with ``noise_stds``: exact accuracy under state noise of each std (``exact@noise0.3``; ``exact@noise0``
+  is the same puzzles without noise);
+- for a variant trained with ``init_from`` (transfer): the parameters taken from the source.
+
+The dynamics measures use the first ``puzzles`` test puzzles.
 
     name: depth_vs_width
     base: configs/train/cpu_sudoku_4x4.yaml
@@ -143,11 +151,13 @@ def measure_variant(run_dir: Path, puzzles: int, noise_stds: list[float] = ()) -
         row["PR_note"] = str(err)
     convergence = dynamics.convergence(trajectories, adapter.model)
     row.update(convergence_summary(convergence, adapter.model.config.L_cycles))
+    row["changed"] = dynamics.changed_cell_accuracy(trajectories)
     row["eval_curve"] = eval_curve(run_dir / "metrics.jsonl")
     row.update(dynamics.state_sparsity(trajectories, adapter.model))
     if (run_dir / "init.json").is_file():
         row["init_parameters"] = json.loads((run_dir / "init.json").read_text())["parameters_copied"]
-    for noisy in dynamics.noise_robustness(adapter, indices, noise_stds):
+    stds = sorted({0.0, *noise_stds}) if noise_stds else []  # std 0: the same puzzles without noise
+    for noisy in dynamics.noise_robustness(adapter, indices, stds):
         row[f"exact@noise{noisy['std']:g}"] = noisy["exact"]
     return row
 
@@ -178,6 +188,7 @@ COLUMNS = (
     "train_seconds",
     "exact",
     "token",
+    "changed",
     "saved_mib",
     "PR_H",
     "PR_L",
