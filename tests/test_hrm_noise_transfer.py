@@ -266,3 +266,37 @@ def test_changed_cell_accuracy_by_hand():
     copies = dynamics.Trajectories(**{**trajectories.__dict__, "labels": inputs})
     with pytest.raises(InterpError, match="no scored cell differs from its input"):
         dynamics.changed_cell_accuracy(copies)
+
+
+def test_cycle_view_ends_each_segment_with_its_answer(tiny_source):
+    from reasonlens.hrm import TRM
+
+    adapter = HRMAdapter.from_checkpoint(tiny_source, device="cpu")
+    torch.manual_seed(0)
+    trm = TRM({**TINY, "H_cycles": 3, "L_cycles": 2, "puzzle_emb_len": 1}).eval()
+    trm_adapter = HRMAdapter(trm, adapter.dataset_dir, "test")
+    for a, cycles_per_segment in ((adapter, adapter.model.config.H_cycles), (trm_adapter, 3)):
+        segments = dynamics.collect_trajectories(a, [0, 1, 2])
+        cycles = dynamics.cycle_view(segments, a.model)
+        assert cycles.steps == segments.steps * cycles_per_segment
+        last = slice(cycles_per_segment - 1, None, cycles_per_segment)  # a segment's last cycle is its answer
+        torch.testing.assert_close(cycles.logits[last], segments.logits)
+        torch.testing.assert_close(cycles.q_halt[last], segments.q_halt)
+        torch.testing.assert_close(cycles.q_continue[last], segments.q_continue)
+
+
+def test_analyze_steps_every_cycle(tmp_path, tiny_source):
+    from PIL import Image
+
+    out = tmp_path / "analysis"
+    args = ["analyze", "steps", str(tiny_source), "--puzzles", "2", "--every-cycle", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "cycle  8 (segment 4)" in result.output  # 4 segments × 2 cycles
+    steps = json.loads((out / "steps.json").read_text())
+    assert steps["cycles"] == 8 and [r["segment"] for r in steps["cycle_accuracy"]] == [1, 1, 2, 2, 3, 3, 4, 4]
+    every_second = [r["exact"] for r in steps["cycle_accuracy"]][1::2]
+    assert every_second == [r["exact"] for r in steps["accuracy"]]
+    with Image.open(out / "steps" / "puzzle_1_cycles.gif") as gif:
+        assert gif.n_frames == 8
+    assert "Every cycle: puzzle 1" in (out / "report.html").read_text()

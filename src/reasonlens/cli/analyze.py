@@ -80,15 +80,21 @@ def steps(
     data: DataOpt = None,
     puzzles: Annotated[int, typer.Option(help="puzzles to draw")] = 3,
     segments: Annotated[int | None, typer.Option(help="segments to run (default: the trained Mmax)")] = None,
+    every_cycle: Annotated[bool, typer.Option(help="also draw the prediction after every high-level cycle")] = False,
     out: OutOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
-    """The prediction after every segment as PNG strips and animated GIFs, with the halting Q values."""
+    """The prediction after every segment (and with --every-cycle every high-level cycle) as PNG strips
+    and animated GIFs, with the halting Q values."""
     from reasonlens.hrm.analyze import output_dir, run_steps
 
     with analysis_errors():
-        result = run_steps(run, data, puzzles, segments, out, device)
+        result = run_steps(run, data, puzzles, segments, out, device, every_cycle)
     typer.echo(f"  {len(result['pictures'])} puzzles × {result['segments']} segments ({result['kind']})")
+    for row in result.get("cycle_accuracy", []):
+        typer.echo(
+            f"  cycle {row['cycle']:>2} (segment {row['segment']}): exact {row['exact']:.3f}  token {row['token']:.3f}"
+        )
     typer.echo(f"wrote {output_dir(run, out)}/steps/ (PNG + GIF), steps.json, report.html")
 
 

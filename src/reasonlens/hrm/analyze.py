@@ -80,9 +80,14 @@ def run_dimensionality(run, data=None, puzzles: int = 200, bootstrap: int = 100,
 PAPER_PR = {"trained": {"PR_H": 89.95, "PR_L": 30.22, "ratio": 2.98}, "untrained": {"PR_H": 40.75, "PR_L": 42.09}}
 
 
-def run_steps(run, data=None, puzzles: int = 3, steps: int | None = None, out=None, device="cpu") -> dict:
+def run_steps(
+    run, data=None, puzzles: int = 3, steps: int | None = None, out=None, device="cpu", every_cycle: bool = False
+) -> dict:
+    """Pictures of the prediction after every segment; with ``every_cycle`` also after every high-level
+    cycle (``puzzle_N_cycles.png`` / ``.gif``, and the accuracy per cycle in ``steps.json``)."""
     adapter = _adapter(run, data, device)
     trajectories = dynamics.collect_trajectories(adapter, _puzzles(adapter, max(2, puzzles)), steps)
+    cycles = dynamics.cycle_view(trajectories, adapter.model) if every_cycle else None
     kind = viz.dataset_kind(adapter.dataset_dir)
     folder = output_dir(run, out) / "steps"
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +95,15 @@ def run_steps(run, data=None, puzzles: int = 3, steps: int | None = None, out=No
     for puzzle in range(min(puzzles, trajectories.labels.shape[0])):
         viz.step_strip(trajectories, puzzle, kind, folder / f"puzzle_{puzzle}.png")
         viz.step_gif(trajectories, puzzle, kind, folder / f"puzzle_{puzzle}.gif")
-        pictures.append({"puzzle": puzzle, "png": f"steps/puzzle_{puzzle}.png", "gif": f"steps/puzzle_{puzzle}.gif"})
+        picture = {"puzzle": puzzle, "png": f"steps/puzzle_{puzzle}.png", "gif": f"steps/puzzle_{puzzle}.gif"}
+        if cycles is not None:
+            viz.step_strip(cycles, puzzle, kind, folder / f"puzzle_{puzzle}_cycles.png", unit="cycle")
+            viz.step_gif(cycles, puzzle, kind, folder / f"puzzle_{puzzle}_cycles.gif", unit="cycle")
+            picture |= {
+                "cycles_png": f"steps/puzzle_{puzzle}_cycles.png",
+                "cycles_gif": f"steps/puzzle_{puzzle}_cycles.gif",
+            }
+        pictures.append(picture)
     result = {
         "run": str(run),
         "kind": kind,
@@ -100,6 +113,13 @@ def run_steps(run, data=None, puzzles: int = 3, steps: int | None = None, out=No
         "q_continue": trajectories.q_continue[:, : len(pictures)].T.tolist(),
         "accuracy": dynamics.per_step_accuracy(trajectories),
     }
+    if cycles is not None:
+        per_segment = cycles.steps // trajectories.steps
+        result["cycles"] = cycles.steps
+        result["cycle_accuracy"] = [
+            {"cycle": i + 1, "segment": i // per_segment + 1, "exact": row["exact"], "token": row["token"]}
+            for i, row in enumerate(dynamics.per_step_accuracy(cycles))
+        ]
     write_json(folder.parent / "steps.json", result)
     write_report(folder.parent)
     return result
@@ -141,6 +161,10 @@ def write_report(folder: Path) -> Path:
         result = json.loads((folder / "steps.json").read_text())
         for picture in result["pictures"]:
             sections.append((f"Reasoning steps: puzzle {picture['puzzle']}", folder / picture["png"]))
+            if "cycles_png" in picture:
+                sections.append((f"Every cycle: puzzle {picture['puzzle']}", folder / picture["cycles_png"]))
+        if "cycle_accuracy" in result:
+            sections.append(("Accuracy after every high-level cycle", table_html(result["cycle_accuracy"])))
     if (folder / "scaling.json").exists():
         result = json.loads((folder / "scaling.json").read_text())
         sections.append(("Inference-time scaling", table_html(result["rows"])))

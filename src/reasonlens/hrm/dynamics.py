@@ -218,6 +218,31 @@ def dimensionality(trajectories: Trajectories, model, bootstrap: int = 100, curv
     }
 
 
+@torch.no_grad()
+def cycle_view(trajectories: Trajectories, model) -> Trajectories:
+    """The same rollout decoded after every high-level cycle instead of every segment: the model's LM
+    and Q heads applied to z_H after each of its updates (HRM: every ``inner.H_level`` call; TRM: every
+    (n+1)-th net call; the baseline: every cycle). The last cycle of a segment is that segment's answer."""
+    if "inner.H_level" in trajectories.states:
+        z_h = trajectories.states["inner.H_level"]
+    else:  # TRM: n latent updates, then the answer update, per recursion
+        n = model.config.L_cycles
+        z_h = trajectories.states["inner.L_level"][n :: n + 1]
+    inner = model.inner
+    weight = inner.lm_head.weight
+    logits = inner.lm_head(z_h.to(weight.device, weight.dtype))[:, :, trajectories.prefix_len :].float().cpu()
+    q = inner.q_head(z_h[:, :, 0].to(weight.device, weight.dtype)).float().cpu()  # read at prefix position 0
+    return Trajectories(
+        states=trajectories.states,
+        logits=logits,
+        q_halt=q[..., 0],
+        q_continue=q[..., 1],
+        labels=trajectories.labels,
+        inputs=trajectories.inputs,
+        prefix_len=trajectories.prefix_len,
+    )
+
+
 # ---------------------------------------------------------------------------------- inference scaling
 
 

@@ -132,8 +132,9 @@ def _draw_board(axes, kind: str, prediction, previous, labels, inputs, side: int
     axes.set_yticks([])
 
 
-def step_strip(trajectories, puzzle: int, kind: str, path) -> Path:
-    """One row of boards (the prediction after each segment) above the halting Q values per segment."""
+def step_strip(trajectories, puzzle: int, kind: str, path, unit: str = "segment") -> Path:
+    """One row of boards (the prediction after each segment — or each ``unit`` the frames are) above the
+    halting Q values per frame."""
     plt = pyplot()
     steps = trajectories.steps
     side = round(trajectories.labels.shape[1] ** 0.5)
@@ -152,18 +153,18 @@ def step_strip(trajectories, puzzle: int, kind: str, path) -> Path:
             side,
         )
         right = float((predictions[s] == trajectories.labels[puzzle].numpy()).mean())
-        axes.set_title(f"segment {s + 1}\n{right:.0%} cells right", fontsize=8)
+        axes.set_title(f"{unit} {s + 1}\n{right:.0%} cells right", fontsize=8)
     q = figure.add_subplot(grid[1, :])
     q.plot(range(1, steps + 1), trajectories.q_halt[:, puzzle].numpy(), marker="o", label="Q(halt)")
     q.plot(range(1, steps + 1), trajectories.q_continue[:, puzzle].numpy(), marker="s", label="Q(continue)")
     q.set_xticks(range(1, steps + 1))
-    q.set_xlabel("segment")
+    q.set_xlabel(unit)
     q.legend(fontsize=7)
     return save_figure(figure, path)
 
 
-def step_gif(trajectories, puzzle: int, kind: str, path, frame_ms: int = 700) -> Path:
-    """An animated GIF of the prediction segment by segment."""
+def step_gif(trajectories, puzzle: int, kind: str, path, frame_ms: int = 700, unit: str = "segment") -> Path:
+    """An animated GIF of the prediction segment by segment (or ``unit`` by ``unit``)."""
     from PIL import Image
 
     plt = pyplot()
@@ -181,7 +182,7 @@ def step_gif(trajectories, puzzle: int, kind: str, path, frame_ms: int = 700) ->
             trajectories.inputs[puzzle].numpy(),
             side,
         )
-        axes.set_title(f"segment {s + 1}", fontsize=9)
+        axes.set_title(f"{unit} {s + 1}", fontsize=9)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=90)
         plt.close(figure)
