@@ -84,3 +84,21 @@ def train_tiny_sudoku(root, **model):
         )
     )
     return root
+
+
+def write_tiny_recipe(path, data_path, **model):
+    """A one-epoch training recipe (YAML) for a tiny HRM on ``data_path``; ``model`` sets the model fields."""
+    from reasonlens.utils.io import write_yaml
+
+    recipe = {
+        "arch": "hrm_act_v1",
+        "data_path": str(data_path),
+        "global_batch_size": 16,
+        "epochs": 1,
+        "eval_interval": 1,
+        "lr": 1e-3,
+        "lr_warmup_steps": 1,
+        "model": {"num_heads": 2, "H_layers": 1, "L_layers": 1, "halt_max_steps": 2, **model},
+    }
+    write_yaml(path, recipe)
+    return path

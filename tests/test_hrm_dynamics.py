@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import train_tiny_sudoku
+from conftest import train_tiny_sudoku, write_tiny_recipe
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -184,28 +184,7 @@ def test_study_trains_variants_and_tabulates(tmp_path):
     data = build_sudoku_dataset(
         SudokuBuildConfig(out_dir=tmp_path / "data", source="generate", size=4, train_size=48, test_size=8, seed=1)
     )
-    write_yaml(
-        tmp_path / "base.yaml",
-        {
-            "arch": "hrm_act_v1",
-            "data_path": str(data),
-            "global_batch_size": 16,
-            "epochs": 1,
-            "eval_interval": 1,
-            "lr": 1e-3,
-            "lr_warmup_steps": 1,
-            "model": {
-                "hidden_size": 16,
-                "num_heads": 2,
-                "H_layers": 1,
-                "L_layers": 1,
-                "H_cycles": 2,
-                "L_cycles": 2,
-                "puzzle_emb_ndim": 16,
-                "halt_max_steps": 2,
-            },
-        },
-    )
+    write_tiny_recipe(tmp_path / "base.yaml", data, hidden_size=16, H_cycles=2, L_cycles=2, puzzle_emb_ndim=16)
     write_yaml(
         tmp_path / "study.yaml",
         {

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import train_tiny_sudoku
+from conftest import train_tiny_sudoku, write_tiny_recipe
 from typer.testing import CliRunner
 
 from reasonlens.cli.main import app
@@ -191,26 +191,7 @@ def test_init_from_trains_a_maze_model_from_a_sudoku_run(tmp_path, tiny_source):
 
 def test_study_reports_noise_sparsity_and_transfer(tmp_path, tiny_source):
     data = tiny_source.parent / "data"  # the source's own 4×4 Sudokus
-    write_yaml(
-        tmp_path / "base.yaml",
-        {
-            "arch": "hrm_act_v1",
-            "data_path": str(data),
-            "global_batch_size": 16,
-            "epochs": 1,
-            "eval_interval": 1,
-            "lr": 1e-3,
-            "lr_warmup_steps": 1,
-            "model": {
-                "hidden_size": 32,
-                "num_heads": 2,
-                "H_layers": 1,
-                "L_layers": 1,
-                "puzzle_emb_ndim": 32,
-                "halt_max_steps": 2,
-            },
-        },
-    )
+    write_tiny_recipe(tmp_path / "base.yaml", data, hidden_size=32, puzzle_emb_ndim=32)
     write_yaml(
         tmp_path / "study.yaml",
         {

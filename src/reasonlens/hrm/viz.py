@@ -132,6 +132,13 @@ def _draw_board(axes, kind: str, prediction, previous, labels, inputs, side: int
     axes.set_yticks([])
 
 
+def _draw_frame(axes, trajectories, puzzle: int, predictions, frame: int, kind: str, side: int) -> None:
+    """Board ``frame`` of one puzzle, with the cells changed since the previous frame outlined."""
+    previous = predictions[frame - 1] if frame else None
+    labels, inputs = trajectories.labels[puzzle].numpy(), trajectories.inputs[puzzle].numpy()
+    _draw_board(axes, kind, predictions[frame], previous, labels, inputs, side)
+
+
 def step_strip(trajectories, puzzle: int, kind: str, path, unit: str = "segment") -> Path:
     """One row of boards (the prediction after each segment — or each ``unit`` the frames are) above the
     halting Q values per frame."""
@@ -143,15 +150,7 @@ def step_strip(trajectories, puzzle: int, kind: str, path, unit: str = "segment"
     grid = figure.add_gridspec(2, steps, height_ratios=[2.2, 1])
     for s in range(steps):
         axes = figure.add_subplot(grid[0, s])
-        _draw_board(
-            axes,
-            kind,
-            predictions[s],
-            predictions[s - 1] if s else None,
-            trajectories.labels[puzzle].numpy(),
-            trajectories.inputs[puzzle].numpy(),
-            side,
-        )
+        _draw_frame(axes, trajectories, puzzle, predictions, s, kind, side)
         right = float((predictions[s] == trajectories.labels[puzzle].numpy()).mean())
         axes.set_title(f"{unit} {s + 1}\n{right:.0%} cells right", fontsize=8)
     q = figure.add_subplot(grid[1, :])
@@ -173,15 +172,7 @@ def step_gif(trajectories, puzzle: int, kind: str, path, frame_ms: int = 700, un
     frames = []
     for s in range(trajectories.steps):
         figure, axes = plt.subplots(figsize=(3, 3.2))
-        _draw_board(
-            axes,
-            kind,
-            predictions[s],
-            predictions[s - 1] if s else None,
-            trajectories.labels[puzzle].numpy(),
-            trajectories.inputs[puzzle].numpy(),
-            side,
-        )
+        _draw_frame(axes, trajectories, puzzle, predictions, s, kind, side)
         axes.set_title(f"{unit} {s + 1}", fontsize=9)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=90)
