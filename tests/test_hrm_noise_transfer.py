@@ -223,6 +223,19 @@ def test_study_reports_noise_sparsity_and_transfer(tmp_path, tiny_source):
     table = (tmp_path / "out" / "study.md").read_text()
     assert "init_parameters" in table and "exact@noise0.5" in table
 
+    # --set / --only: a repeat with another seed must not silently reuse the seed-0 run
+    study = str(tmp_path / "study.yaml")
+    result = CliRunner().invoke(app, ["study", study, "--out", str(tmp_path / "out"), "--set", "seed=1"])
+    assert result.exit_code == 2 and "noisy was trained with seed=0, the study now asks for 1" in result.output
+    result = CliRunner().invoke(
+        app, ["study", study, "--out", str(tmp_path / "seed1"), "--set", "seed=1", "--only", "noisy"]
+    )
+    assert result.exit_code == 0, result.output
+    assert list(json.loads((tmp_path / "seed1" / "study.json").read_text())["variants"]) == ["noisy"]
+    assert (tmp_path / "seed1" / "noisy" / "config.yaml").read_text().count("seed: 1") == 1
+    result = CliRunner().invoke(app, ["study", study, "--out", str(tmp_path / "o"), "--only", "noisy,nope"])
+    assert result.exit_code == 2 and "unknown variant 'nope'; the study has: noisy, transfer" in result.output
+
     write_yaml(tmp_path / "bad.yaml", {"name": "x", "base": "b.yaml", "noise_stds": [-1], "variants": {"a": []}})
     result = CliRunner().invoke(app, ["study", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "noise_stds must be >= 0" in result.output

@@ -124,14 +124,19 @@ def study(
     config: Annotated[Path, typer.Argument(help="a study YAML (configs/studies/*.yaml)")],
     out: Annotated[Path, typer.Option("--out", help="folder for the variants' runs and the table")],
     retrain: Annotated[bool, typer.Option(help="train variants again even if a finished run exists")] = False,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="KEY=VALUE added to every variant (e.g. seed=1); repeatable")
+    ] = None,
+    only: Annotated[str | None, typer.Option("--only", help="comma-separated variants to run (default: all)")] = None,
 ) -> None:
     """Train every variant of a study and tabulate accuracy, memory, PR and convergence (study.md)."""
-    from reasonlens.hrm.studies import load_study, run_study
+    from reasonlens.hrm.studies import load_study, run_study, select
 
     with analysis_errors():
         if not config.is_file():
             from reasonlens.interp import InterpError
 
             raise InterpError(f"study config {config} does not exist")
-        run_study(load_study(config), out, retrain, log=typer.echo)
+        study = select(load_study(config), overrides or [], only.split(",") if only else None)
+        run_study(study, out, retrain, log=typer.echo)
     typer.echo((out / "study.md").read_text())

@@ -28,7 +28,8 @@ The dynamics measures use the first ``puzzles`` test puzzles.
 
 ``reasonlens study CONFIG --out DIR`` trains into ``DIR/<variant>`` (a trained variant is reused unless
 ``--retrain``) and writes ``DIR/study.json``, ``DIR/study.md`` and ``DIR/curves.png`` (held-out exact
-accuracy at each evaluation of each variant).
+accuracy at each evaluation of each variant). ``--set seed=1`` adds an override to every variant (a
+repeat with another seed); ``--only a,b`` runs some variants.
 """
 
 from __future__ import annotations
@@ -70,6 +71,17 @@ class StudyConfig(StrictConfig):
 
 def load_study(path: str | Path) -> StudyConfig:
     return StudyConfig.from_dict(read_yaml(path))
+
+
+def select(config: StudyConfig, overrides: list[str] = (), only: list[str] | None = None) -> StudyConfig:
+    """The study with ``overrides`` appended to every variant's (``seed=1`` repeats it with another seed)
+    and only the variants in ``only``."""
+    if only is not None:
+        unknown = [name for name in only if name not in config.variants]
+        if unknown:
+            raise InterpError(f"unknown variant {unknown[0]!r}; the study has: {', '.join(config.variants)}")
+    variants = {name: v for name, v in config.variants.items() if only is None or name in only}
+    return config.model_copy(update={"overrides": [*config.overrides, *overrides], "variants": variants})
 
 
 def convergence_summary(result: dict, l_cycles: int) -> dict:
@@ -162,15 +174,32 @@ def measure_variant(run_dir: Path, puzzles: int, noise_stds: list[float] = ()) -
     return row
 
 
+def check_reusable(run_dir: Path, wanted) -> None:
+    """A finished variant is reused only if it was trained with the config the study asks for now."""
+    saved = read_yaml(run_dir / "config.yaml")["train"]
+    volatile = {"run_dir", "progress", "resume", "overwrite"}
+    fields = type(wanted).model_fields
+    for key, value in wanted.model_dump().items():
+        # a field the run's version did not have yet was at its default
+        before = saved.get(key, fields[key].get_default(call_default_factory=True))
+        if key not in volatile and before != value:
+            raise InterpError(
+                f"{run_dir} was trained with {key}={before!r}, the study now asks for {value!r}; "
+                "pass --retrain or another --out"
+            )
+
+
 def run_study(config: StudyConfig, out_dir: str | Path, retrain: bool = False, log=print) -> dict:
     out_dir = Path(out_dir)
     rows = {}
     for name, overrides in config.variants.items():
         run_dir = out_dir / name
-        if retrain or not (run_dir / "summary.json").exists():
-            train_config = load_train_config(
-                config.base, [*config.overrides, *overrides], run_dir=str(run_dir), progress=False
-            )
+        train_config = load_train_config(
+            config.base, [*config.overrides, *overrides], run_dir=str(run_dir), progress=False
+        )
+        if not retrain and (run_dir / "summary.json").exists():
+            check_reusable(run_dir, train_config)
+        else:
             started = time.perf_counter()
             train(train_config, log=lambda *_: None)
             log(f"  trained {name} in {time.perf_counter() - started:.0f} s")
