@@ -30,6 +30,7 @@ import torch
 
 from reasonlens.hrm import ACTLossHead, AdamATan2, CastedSparseEmbeddingSignSGD_Distributed, HRMACTv1
 from reasonlens.hrm.demo import DemoConfig, demo_train_config
+from reasonlens.utils.memory import count_saved_bytes
 
 SUDOKU = dict(
     seq_len=81,
@@ -108,13 +109,6 @@ def bench_train_step(config, batch_size, device, steps, warmup, compile_model):
 
 
 def saved_activation_bytes(config, batch_size, device):
-    total = 0
-
-    def pack(tensor):
-        nonlocal total
-        total += tensor.numel() * tensor.element_size()
-        return tensor
-
     torch.manual_seed(0)
     model = HRMACTv1({**config, "batch_size": batch_size}).to(device).train()
     head = ACTLossHead(model)
@@ -122,10 +116,10 @@ def saved_activation_bytes(config, batch_size, device):
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with count_saved_bytes() as saved:
         _, loss, *_ = head(head.initial_carry(batch), batch)
     (loss / batch_size).backward()
-    result = {"saved_for_backward_mib": round(total / 2**20, 3)}
+    result = {"saved_for_backward_mib": round(saved.total / 2**20, 3)}
     if device.type == "cuda":
         result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
     return result

@@ -17,6 +17,7 @@ from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
 from reasonlens.hrm.evaluate import halting_at
 from reasonlens.hrm.patching import HRMAdapter, call_index
 from reasonlens.interp import InterpError
+from reasonlens.utils.memory import count_saved_bytes
 
 
 @pytest.fixture(scope="module")
@@ -151,18 +152,11 @@ def _saved_bytes_and_grads(gradient_steps: int, cycles: int):
         "labels": torch.randint(1, 5, (3, 4), generator=generator),
         "puzzle_identifiers": torch.zeros(3, dtype=torch.int32),
     }
-    total = 0
-
-    def pack(tensor):
-        nonlocal total
-        total += tensor.numel() * tensor.element_size()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with count_saved_bytes() as saved:
         _, loss, metrics, *_ = head(head.initial_carry(batch), batch)
     loss.backward()
     grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
-    return total, grads, metrics
+    return saved.total, grads, metrics
 
 
 def test_one_step_gradient_memory_is_flat_and_bptt_grows():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from reasonlens.hrm import TRM, ACTLossHead, HRMACTv1, TransformerACT
+from reasonlens.utils.memory import count_saved_bytes
 
 SUDOKU = dict(seq_len=81, vocab_size=11, puzzle_emb_ndim=512)
 MAZE = dict(seq_len=900, vocab_size=6, puzzle_emb_ndim=512)
@@ -167,19 +168,12 @@ def test_gradient_reaches_parameters_only_through_the_last_calls():
 
 def saved_tensor_bytes(model, config):
     """Bytes autograd keeps for backward during one training segment (what scales activation memory)."""
-    total = 0
-
-    def pack(tensor):
-        nonlocal total
-        total += tensor.numel() * tensor.element_size()
-        return tensor
-
     head = ACTLossHead(model)
     batch = make_batch(config)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with count_saved_bytes() as saved:
         _, loss, *_ = head(head.initial_carry(batch), batch)
     loss.backward()
-    return total
+    return saved.total
 
 
 def test_training_memory_does_not_grow_with_cycles():

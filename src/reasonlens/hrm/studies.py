@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from pydantic import Field, field_validator
 
 from reasonlens.hrm import dynamics
@@ -49,6 +48,7 @@ from reasonlens.interp import InterpError
 from reasonlens.interp.report import pyplot, save_figure
 from reasonlens.utils.config import StrictConfig
 from reasonlens.utils.io import atomic_write, read_yaml, write_json
+from reasonlens.utils.memory import count_saved_bytes
 
 
 class StudyConfig(StrictConfig):
@@ -105,17 +105,10 @@ def saved_bytes(adapter: HRMAdapter) -> int:
     model = adapter.model.train()
     head = ACTLossHead(model)
     batch = adapter.batch(list(range(min(16, adapter.num_examples))))
-    total = 0
-
-    def pack(tensor):
-        nonlocal total
-        total += tensor.numel() * tensor.element_size()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with count_saved_bytes() as saved:
         head(head.initial_carry(batch), batch)
     model.eval()
-    return total
+    return saved.total
 
 
 def eval_curve(metrics_path: Path) -> list[dict]:
