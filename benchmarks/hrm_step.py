@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
+from reasonlens.cli.demo import DemoConfig, demo_train_config
 from reasonlens.hrm import ACTLossHead, AdamATan2, CastedSparseEmbeddingSignSGD_Distributed, HRMACTv1
-from reasonlens.hrm.demo import DemoConfig, demo_train_config
 from reasonlens.utils.memory import count_saved_bytes
 
 SUDOKU = dict(

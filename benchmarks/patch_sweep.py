@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from reasonlens.hrm.patching import HRMAdapter, build_experiments, sweep
+from reasonlens.hrm.analysis.adapter import HRMAdapter
+from reasonlens.hrm.analysis.patching import build_experiments, sweep
 
 
 def main():

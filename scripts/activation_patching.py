@@ -2,7 +2,7 @@
 
 import sys
 
-from reasonlens.hrm.patching_cli import main_single
+from reasonlens.cli.patch import main_single
 
 if __name__ == "__main__":
     sys.exit(main_single())

@@ -2,7 +2,7 @@
 
 import sys
 
-from reasonlens.hrm.patching_cli import main_batch
+from reasonlens.cli.patch import main_batch
 
 if __name__ == "__main__":
     sys.exit(main_batch())

@@ -55,7 +55,7 @@ def train_tiny_sudoku(root, **model):
     """A tiny HRM trained for 2 epochs on 64 generated 4×4 Sudokus (12 held out) into ``root/run``;
     ``model`` overrides the schedule (e.g. ``L_cycles=3``). Returns ``root``."""
     from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
-    from reasonlens.hrm.train import TrainConfig, train
+    from reasonlens.hrm.training.trainer import TrainConfig, train
 
     data = build_sudoku_dataset(
         SudokuBuildConfig(out_dir=root / "data", source="generate", size=4, train_size=64, test_size=12, seed=0)

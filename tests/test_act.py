@@ -92,10 +92,11 @@ def test_target_q_is_the_next_segments_q():
     carry0 = model.initial_carry(data)
     carry1, out1 = model(carry0, data)
     # target = sigmoid(max(next q_halt, next q_continue)) computed from the new carry on the same data
-    _, _, (next_halt, next_cont) = model.inner(carry1.inner_carry, carry1.current_data)
+    following = model.inner(carry1.inner_carry, carry1.current_data)
+    next_halt, next_cont = following.q_halt, following.q_continue
     torch.testing.assert_close(out1["target_q_continue"], torch.sigmoid(torch.maximum(next_halt, next_cont)))
     carry2, out2 = model(carry1, data)  # last step: the target uses q_halt only
-    _, _, (next_halt, _) = model.inner(carry2.inner_carry, carry2.current_data)
+    next_halt = model.inner(carry2.inner_carry, carry2.current_data).q_halt
     assert carry2.halted.all()
     torch.testing.assert_close(out2["target_q_continue"], torch.sigmoid(next_halt))
 

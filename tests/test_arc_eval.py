@@ -1,4 +1,4 @@
-"""ARC evaluation (reasonlens.hrm.arc_eval): inverse augmentation, voting with the q_halt tie-break,
+"""ARC evaluation (reasonlens.hrm.evaluation.arc_voting): inverse augmentation, voting with the q_halt tie-break,
 pass@K under both scoring rules, the submission file, on small datasets built by the ARC builders."""
 
 import json
@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from reasonlens.hrm.arc_eval import evaluate_arc_predictions, submission_from_evaluation, write_submission
+from reasonlens.hrm.evaluation.arc_voting import evaluate_arc_predictions, submission_from_evaluation, write_submission
 from reasonlens.hrm.data.arc import (
     ARCBuildConfig,
     augment_grid,

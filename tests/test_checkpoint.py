@@ -19,7 +19,7 @@ from reasonlens.hrm import (
     load_checkpoint,
     save_checkpoint,
 )
-from reasonlens.hrm import checkpoint as checkpoint_module
+from reasonlens.hrm.training import checkpoint as checkpoint_module
 
 FIXTURE = Path(__file__).parent / "fixtures" / "official_hrm"
 
@@ -88,7 +88,10 @@ def test_overrides_on_load(tmp_path):
     loaded = load_checkpoint(tmp_path, forward_dtype="float32", halt_max_steps=5)
     assert loaded.config.forward_dtype == "float32" and loaded.config.halt_max_steps == 5
     assert loaded.inner.H_init.dtype == torch.float32
-    torch.testing.assert_close(rollout(loaded)[:3], rollout(model), rtol=0.05, atol=0.1)  # bf16 vs fp32 run
+    reference = HRMACTv1({**model.config.model_dump(), "forward_dtype": "float32", "halt_max_steps": 5})
+    reference.load_state_dict(model.state_dict())  # the same weights, cast by hand
+    assert torch.equal(rollout(loaded), rollout(reference))
+    assert (rollout(loaded)[:3] - rollout(model)).abs().mean() < 0.02  # fp32 vs the bf16 run: close on the whole
 
 
 @pytest.mark.parametrize("compiled", [True, False])

@@ -19,7 +19,7 @@ runner = CliRunner()
 
 def test_demo_builds_trains_and_reports(tmp_path):
     """The main job on a tiny budget (the full-size run is test_demo_reaches_80_percent, marked slow)."""
-    from reasonlens.hrm.demo import DemoConfig, run_demo
+    from reasonlens.cli.demo import DemoConfig, run_demo
 
     summary = run_demo(
         DemoConfig(
@@ -110,7 +110,7 @@ def test_bad_config_is_one_clear_line(tmp_path):
 
 
 def test_convert_both_ways(tmp_path, sorting_dataset):
-    from reasonlens.hrm.train import TrainConfig, train
+    from reasonlens.hrm.training.trainer import TrainConfig, train
 
     train(
         TrainConfig(

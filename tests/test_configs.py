@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from reasonlens.cli.main import app
-from reasonlens.hrm.checkpoint import build_model
-from reasonlens.hrm.train import load_train_config
+from reasonlens.hrm.training.checkpoint import build_model
+from reasonlens.hrm.training.trainer import load_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs" / "train").glob("*.yaml"))
@@ -107,7 +107,7 @@ STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
 def test_study_variants_build_their_models(path):
     """Every variant of every shipped study is a valid training config whose model builds."""
-    from reasonlens.hrm.studies import load_study
+    from reasonlens.hrm.analysis.studies import load_study
 
     study = load_study(path)
     for name, overrides in study.variants.items():

@@ -6,8 +6,11 @@ import json
 
 import numpy as np
 import pytest
+import typer
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from reasonlens.cli.data import app as data_app
 from reasonlens.hrm.data.arc import (
     CONCEPT_ARC_GROUPS,
     ARCBuildConfig,
@@ -530,3 +533,23 @@ def test_synthetic_config_rejects_impossible_sizes(tmp_path):
     assert SyntheticARCConfig(out_dir=tmp_path, canvas_size=5, max_grid_size=5, families=["gravity"])
     with pytest.raises(ValidationError):
         SyntheticARCConfig(out_dir=tmp_path, families=["rotate"])
+
+
+@pytest.mark.parametrize(("name", "model"), [("arc", ARCBuildConfig), ("arc-synthetic", SyntheticARCConfig)])
+def test_cli_options_are_the_config_fields(name, model):
+    """``reasonlens data arc`` and ``arc-synthetic`` are derived from their build configs: their parameters are
+    the model's fields, in order, with their descriptions as help, so the two cannot drift."""
+    command = typer.main.get_command(data_app).commands[name]
+    assert [param.name for param in command.params] == list(model.model_fields)
+    for param, field in zip(command.params, model.model_fields.values()):
+        assert field.description and param.help.startswith(field.description), param.name
+
+
+def test_synthetic_cli_takes_families_comma_separated(tmp_path):
+    args = ["arc-synthetic", str(tmp_path / "a"), "--num-tasks", "4", "--families", "gravity,shift", "--no-translate"]
+    result = CliRunner().invoke(data_app, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "a" / "build.json").read_text())["config"]
+    assert config["families"] == ["gravity", "shift"] and config["translate"] is False
+    result = CliRunner().invoke(data_app, ["arc-synthetic", str(tmp_path / "b"), "--families", "gravity,rotate"])
+    assert result.exit_code == 2 and "families.1: Input should be" in result.output

@@ -9,10 +9,12 @@ import math
 
 import numpy as np
 import pytest
+import typer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from reasonlens.hrm.config import ConfigError
+from reasonlens.cli.data import app as data_app
 from reasonlens.hrm.data import maze
 from reasonlens.hrm.data.format import (
     DatasetError,
@@ -21,7 +23,8 @@ from reasonlens.hrm.data.format import (
     load_identifiers,
     load_split,
 )
-from reasonlens.hrm.data.maze import FREE, GOAL, PATH, START, WALL
+from reasonlens.hrm.data.maze import FREE, GOAL, PATH, START, WALL, batch_bfs, builder
+from reasonlens.utils.config import ConfigError
 
 # fmt: off
 SMALL_MAZE = [
@@ -327,7 +330,7 @@ def test_batched_check_agrees_with_the_single_one():
             row, col = rng.integers(0, 7, 2)
             prediction[row, col] = rng.choice([FREE, PATH, WALL, 0])
     single = np.array([maze.is_valid_optimal_path(m, p) for m, p in zip(mazes, predictions)])
-    assert np.array_equal(maze._valid_optimal_batch(mazes, predictions), single)
+    assert np.array_equal(batch_bfs._valid_optimal_batch(mazes, predictions), single)
     assert single[:10].all() and not single.all()
     scores = maze.path_accuracy(mazes.reshape(40, -1), labels.reshape(40, -1), predictions.reshape(40, -1))
     exact = (predictions == labels).all(axis=(1, 2)).mean()
@@ -496,7 +499,7 @@ def test_builder_writes_the_official_format(tmp_path):
         assert arrays.puzzle_indices.tolist() == list(range(groups * per_group + 1))
         assert (arrays.puzzle_identifiers == 0).all()
         inputs, labels = arrays.inputs.reshape(-1, 7, 7), arrays.labels.reshape(-1, 7, 7)
-        assert maze._valid_optimal_batch(inputs, labels).all()
+        assert batch_bfs._valid_optimal_batch(inputs, labels).all()
         assert set(np.unique(arrays.inputs)) <= {1, 2, 3, 4} and PATH in arrays.labels
         for start in range(0, len(inputs), per_group):  # a group is a maze and its dihedral variants, in order
             for tid in range(per_group):
@@ -530,7 +533,7 @@ def test_train_and_test_are_disjoint_up_to_symmetry(tmp_path):
     keys = {}
     for split in ("train", "test"):
         inputs = load_split(out, split)[1].inputs.reshape(-1, 5, 5)
-        keys[split] = [maze._dihedral_key(m) for m in inputs]
+        keys[split] = [builder._dihedral_key(m) for m in inputs]
         assert len(set(keys[split])) == len(keys[split])
     assert not set(keys["train"]) & set(keys["test"])
     info = json.loads((out / "build.json").read_text())
@@ -545,7 +548,7 @@ def test_builder_gives_up_when_too_few_distinct_mazes_exist(tmp_path, monkeypatc
         count = job[-1]
         return np.repeat(one[0], count, 0), np.repeat(one[1], count, 0), maze.GenerationStats(count, count)
 
-    monkeypatch.setattr(maze, "_generate_chunk", same_maze)
+    monkeypatch.setattr(builder, "_generate_chunk", same_maze)
     with pytest.raises(DatasetError, match="found only 1 distinct 5×5 mazes .* too few such mazes exist"):
         build(tmp_path, "stuck", size=5, train_size=10, test_size=10)
     assert not (tmp_path / "stuck").exists()
@@ -598,3 +601,29 @@ def test_config_defaults_and_errors(tmp_path):
     (tmp_path / "exists").mkdir()
     with pytest.raises(DatasetError, match="already exists"):
         maze.build_maze_dataset({"out_dir": tmp_path / "exists", "size": 5, "train_size": 1, "test_size": 1})
+
+
+def test_cli_options_are_the_config_fields():
+    """``reasonlens data maze`` is derived from MazeBuildConfig: its parameters are the model's fields, in order,
+    with their descriptions as help, so the two cannot drift."""
+    command = typer.main.get_command(data_app).commands["maze"]
+    assert [param.name for param in command.params] == list(maze.MazeBuildConfig.model_fields)
+    for param, field in zip(command.params, maze.MazeBuildConfig.model_fields.values()):
+        assert field.description and param.help.startswith(field.description), param.name
+    result = CliRunner().invoke(data_app, ["maze", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "[generate|csv]" in result.output and "[default: 1000]" in result.output
+
+
+def test_cli_builds_what_the_config_builds(tmp_path):
+    fields = dict(size=6, train_size=4, test_size=2, min_path_length=7, aug=True, seed=3, workers=1)
+    args = [
+        f"--{key.replace('_', '-')}" if value is True else f"--{key.replace('_', '-')}={value}"
+        for key, value in fields.items()
+    ]
+    result = CliRunner().invoke(data_app, ["maze", str(tmp_path / "cli"), *args])
+    assert result.exit_code == 0, result.output
+    direct = build(tmp_path, "direct", **fields)
+    for path in direct.rglob("*.*"):
+        assert path.read_bytes() == (tmp_path / "cli" / path.relative_to(direct)).read_bytes()
+    result = CliRunner().invoke(data_app, ["maze", str(tmp_path / "x"), "--source", "zip"])
+    assert result.exit_code == 2 and "source: Input should be 'generate' or 'csv'" in result.output

@@ -3,15 +3,16 @@
 import dataclasses
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from reasonlens.hrm.config import ConfigError
+from reasonlens.cli.data import app as data_app
 from reasonlens.hrm.data.format import DatasetError, load_identifiers, load_split
 from reasonlens.hrm.data.sudoku import (
     BANK_LEVELS,
@@ -36,6 +37,7 @@ from reasonlens.hrm.data.sudoku_solver import (
     rate,
     solve,
 )
+from reasonlens.utils.config import ConfigError
 from reasonlens.utils.paths import data_root
 
 SIZES = (4, 6, 9)
@@ -105,13 +107,15 @@ def test_solver_matches_the_shipped_solutions_of_every_bank():
             assert np.array_equal(result.solution, solution)
 
 
-def test_hardest_bank_puzzle_is_solved_well_under_a_second():
+def test_hardest_bank_puzzle_takes_a_fixed_search_effort():
+    """The solver's work on the bank's hardest puzzle is deterministic and pinned: more guesses would mean weaker
+    propagation or a worse branch order (its speed is measured in benchmarks/, not here)."""
     puzzles, solutions = load_bank("tdoku_forum_hardest_1106")
-    start = time.perf_counter()
-    result = solve(puzzles[255], limit=2)  # line 256: the most backtracks of the bank (3738)
-    elapsed = time.perf_counter() - start
-    assert np.array_equal(result.solution, solutions[255]) and result.backtracks > 1000
-    assert elapsed < 1.0
+    result = solve(puzzles[255], limit=2)  # line 256: the most backtracks of the bank
+    assert np.array_equal(result.solution, solutions[255]) and result.num_solutions == 1
+    assert (result.backtracks, result.guesses) == (3738, 3742)
+    again = solve(puzzles[255], limit=2)
+    assert (again.backtracks, again.guesses) == (result.backtracks, result.guesses)
 
 
 def test_multi_solution_board(easy_bank):
@@ -621,3 +625,28 @@ def test_bad_configs_name_the_problem(fields, fragment):
     with pytest.raises(ConfigError) as info:
         SudokuBuildConfig.from_dict(dict(out_dir="somewhere", **fields))
     assert fragment in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_options_are_the_config_fields():
+    """``reasonlens data sudoku`` is derived from SudokuBuildConfig: its parameters are the model's fields, in
+    order, with their descriptions as help, so the two cannot drift."""
+    command = typer.main.get_command(data_app).commands["sudoku"]
+    assert [param.name for param in command.params] == list(SudokuBuildConfig.model_fields)
+    for param, field in zip(command.params, SudokuBuildConfig.model_fields.values()):
+        assert field.description and param.help.startswith(field.description), param.name
+
+
+def test_cli_lists_take_commas_and_bad_values_name_the_field(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        data_app,
+        ["sudoku", str(tmp_path / "s"), "--source", "se_easy,se_medium", "--test-size", "2", "--train-size", "3"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "s" / "build.json").read_text())["config"]["source"] == ["se_easy", "se_medium"]
+    result = runner.invoke(data_app, ["sudoku", str(tmp_path / "x"), "--size", "four"])
+    assert result.exit_code == 2 and "size: Input should be a valid integer" in result.output
+    assert not (tmp_path / "x").exists()

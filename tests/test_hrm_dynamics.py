@@ -12,10 +12,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from reasonlens.cli.main import app
-from reasonlens.hrm import dynamics
+from reasonlens.hrm.analysis import dynamics
+from reasonlens.hrm.analysis.adapter import HRMAdapter, call_index
 from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
-from reasonlens.hrm.evaluate import halting_at
-from reasonlens.hrm.patching import HRMAdapter, call_index
+from reasonlens.hrm.evaluation.rollout import halting_at
 from reasonlens.interp import InterpError
 from reasonlens.utils.memory import count_saved_bytes
 
@@ -126,7 +126,8 @@ def test_analyze_bad_input(tmp_path, tiny_run):
 
 
 def _saved_bytes_and_grads(gradient_steps: int, cycles: int):
-    from reasonlens.hrm import ACTLossHead, HRMACTv1
+    from reasonlens.hrm import ACTLossHead
+    from reasonlens.hrm.models.study_variants import HRMACTv1Study
 
     config = dict(
         seq_len=4,
@@ -144,7 +145,7 @@ def _saved_bytes_and_grads(gradient_steps: int, cycles: int):
         batch_size=3,
     )
     torch.manual_seed(0)
-    model = HRMACTv1(config).train()
+    model = HRMACTv1Study(config).train()
     head = ACTLossHead(model)
     generator = torch.Generator().manual_seed(1)
     batch = {
@@ -201,7 +202,7 @@ def test_study_trains_variants_and_tabulates(tmp_path):
 
 
 def test_convergence_summary_by_hand():
-    from reasonlens.hrm.studies import convergence_summary
+    from reasonlens.hrm.analysis.studies import convergence_summary
 
     result = {
         "modules": {

@@ -9,13 +9,15 @@ from conftest import train_tiny_sudoku, write_tiny_recipe
 from typer.testing import CliRunner
 
 from reasonlens.cli.main import app
-from reasonlens.hrm import HRMACTv1, dynamics
-from reasonlens.hrm.checkpoint import CheckpointError, load_checkpoint, transfer_weights
-from reasonlens.hrm.config import ConfigError
+from reasonlens.hrm import HRMACTv1
+from reasonlens.hrm.analysis import dynamics
+from reasonlens.hrm.analysis.adapter import HRMAdapter
 from reasonlens.hrm.data.maze import MazeBuildConfig, build_maze_dataset
-from reasonlens.hrm.losses import ACTLossHead
-from reasonlens.hrm.patching import HRMAdapter
-from reasonlens.hrm.train import TrainConfig, train
+from reasonlens.hrm.models.config import ConfigError
+from reasonlens.hrm.models.study_variants import STUDY_DEFAULTS, HRMACTv1Study
+from reasonlens.hrm.training.checkpoint import CheckpointError, build_model, load_checkpoint, transfer_weights
+from reasonlens.hrm.training.losses import ACTLossHead
+from reasonlens.hrm.training.trainer import TrainConfig, train
 from reasonlens.interp import InterpError
 from reasonlens.utils.io import write_yaml
 
@@ -45,7 +47,23 @@ def _twins(**options):
     torch.manual_seed(0)
     plain = HRMACTv1(TINY)
     torch.manual_seed(0)
-    return plain, HRMACTv1({**TINY, **options})
+    return plain, HRMACTv1Study({**TINY, **options})
+
+
+def test_study_variant_with_defaults_is_the_official_model():
+    plain, study = _twins()
+    assert type(build_model("hrm_act_v1", {**TINY, **STUDY_DEFAULTS})) is HRMACTv1  # defaults: the official class
+    assert type(build_model("hrm_act_v1", {**TINY, "state_l1": 0.1})) is HRMACTv1Study
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), study.state_dict().values()))
+    batch = _batch()
+    grads = []
+    for model in (plain, study):
+        torch.manual_seed(1)
+        head = ACTLossHead(model.train())
+        _, loss, *_ = head(head.initial_carry(batch), batch)
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.equal(*grads)  # same forward, same 1-step gradient
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +105,15 @@ def test_state_l1_adds_the_penalty_by_hand():
     assert sparse.inner.H_level.layers[0].self_attn.qkv_proj.weight.grad.abs().sum() > 0
 
 
-def test_study_options_are_hrm_only():
+def test_study_options_belong_to_the_study_variant_only():
     from reasonlens.hrm import TRM
-    from reasonlens.hrm.baselines import TransformerACT
+    from reasonlens.hrm.models.baselines import TransformerACT
 
-    with pytest.raises(ConfigError, match="state_noise is an HRM-only option; TRM"):
-        TRM({**TINY, "state_noise": 0.1})
-    with pytest.raises(ConfigError, match="state_l1 is an HRM-only option; the transformer baseline"):
-        TransformerACT({**TINY, "state_l1": 0.1})
+    for model_class in (HRMACTv1, TRM, TransformerACT):  # the official-equivalent models have no study fields
+        with pytest.raises(ConfigError, match="state_noise: unknown field"):
+            model_class({**TINY, "state_noise": 0.1})
     with pytest.raises(ConfigError, match="state_noise"):
-        HRMACTv1({**TINY, "state_noise": -1})
+        HRMACTv1Study({**TINY, "state_noise": -1})
 
 
 def test_hoyer_sparsity_extremes():

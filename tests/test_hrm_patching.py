@@ -12,8 +12,9 @@ import yaml
 from conftest import train_tiny_sudoku
 
 from reasonlens.hrm import TRM, HRMACTv1, export_official_checkpoint, load_checkpoint
+from reasonlens.hrm.analysis.adapter import HRMAdapter, call_index, hrm_aliases
+from reasonlens.hrm.analysis.patching import build_experiments, level_interventions, sweep
 from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
-from reasonlens.hrm.patching import HRMAdapter, build_experiments, call_index, hrm_aliases, level_interventions, sweep
 from reasonlens.interp import InterpError, capture, intervene
 from reasonlens.interp.hooks import SitePatch
 from reasonlens.interp.sweep import single_row_patch

@@ -1,9 +1,10 @@
-"""The intervention engine's invariants (INTERP.md): identity patch is a no-op, a full patch reproduces
-the source, causality, batched == looped, one cache entry per call, hooks removed; spec parsing,
-validation and fuzzing; cache and result round trips."""
+"""The intervention engine's invariants (docs/interp.md): identity patch is a no-op, a full patch reproduces
+the source, causality, batched == looped, one cache entry per call, hooks removed; ``apply`` agrees with
+hand-written hooks and with the sweep; spec parsing, validation and fuzzing; cache and result round trips."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from reasonlens.interp import (
     InterpError,
     Intervention,
     PatchResult,
+    apply,
     capture,
     format_spec,
     intervene,
@@ -251,8 +253,6 @@ def test_cache_round_trips_and_exports(tmp_path):
     assert torch.equal(loaded[("step", 3)], cache[("step", 3)])
     payload = torch.load(cache.to_pt(tmp_path / "acts.pt"), weights_only=True)
     assert payload["activations"]["step"].shape == (4, 3, 5, 8) and payload["calls"]["step"] == [0, 1, 2, 3]
-    import numpy as np
-
     arrays = np.load(cache.to_npz(tmp_path / "acts.npz"))
     assert arrays["head@0"].shape == (3, 5, 2)
     readable = json.loads(cache.to_json(tmp_path / "acts.json", ["a", "b", "c"]).read_text())
@@ -299,3 +299,156 @@ def test_sequential_children_are_sites():
     with torch.inference_mode(), capture(model, ["0"]) as cache:
         model(torch.randn(2, 4))
     assert zero.site == "0" and cache[("0", 0)].shape == (2, 8)
+
+
+# -- apply: spec strings and records as hooks in a with block ------------------------------------
+
+
+def run_captured(adapter, rows, sites=("step", "state", "embed", "head")):
+    """The clean outputs of ``rows`` and a cache of every call of ``sites``."""
+    with torch.inference_mode(), capture(adapter.model, sites, adapter.aliases) as cache:
+        out = adapter.run(adapter.batch(rows))
+    return out, cache
+
+
+def run_applied(adapter, rows, interventions, **kwargs):
+    with torch.inference_mode(), apply(adapter.model, interventions, adapter.aliases, **kwargs):
+        return adapter.run(adapter.batch(rows))
+
+
+def test_apply_identity_patch_changes_nothing():
+    adapter = ToyAdapter()
+    clean, cache = run_captured(adapter, [0, 1, 2])
+    patched = run_applied(adapter, [0, 1, 2], ["step", "embed[1-3]:0-4", "state@1"], source=cache)
+    assert torch.equal(patched, clean)
+
+
+def test_apply_equals_hand_written_site_patches():
+    adapter = ToyAdapter()
+    rows = [0, 1, 2]
+    _, source = run_captured(adapter, [3, 4, 5])
+
+    def patch_from_source(out, k):  # positions 0 and 2, units 0-3
+        new = out.clone()
+        new[:, [0, 2], :4] = source[("step", k)][:, [0, 2], :4]
+        return new
+
+    def zero_units_5_6(out, k):
+        return out.index_fill(-1, torch.tensor([5, 6]), 0)
+
+    def add_at_position_4(out, k):
+        new = out.clone()
+        new[:, 4] += 0.5
+        return new
+
+    def scale(out, k):
+        return out * -2.0
+
+    cases = [
+        ("step[0,2]@1:0-3", dict(source=source), SitePatch("step", (1,), patch_from_source)),
+        ("step@2:5,6", dict(op="zero"), SitePatch("step", (2,), zero_units_5_6)),
+        ("embed[4]", dict(op="add", value=0.5), SitePatch("embed", None, add_at_position_4)),
+        ("state@0", dict(op="scale", value=-2.0), SitePatch("step", (1,), scale)),  # state@0 is step@1
+    ]
+    for spec, kwargs, hand_written in cases:
+        with torch.inference_mode(), intervene(adapter.model, [hand_written]):
+            expected = adapter.run(adapter.batch(rows))
+        assert torch.equal(run_applied(adapter, rows, spec, **kwargs), expected), spec
+
+
+@pytest.mark.parametrize(("spec", "op", "value"), MIXED)
+def test_apply_equals_the_sweep(spec, op, value):
+    adapter = ToyAdapter()
+    targets, sources = [0, 1, 2], [3, 4, 5]
+    _, reference = run_captured(adapter, range(6))
+    _, source = run_captured(adapter, sources)
+    interventions = parse_spec(spec, op=op, value=value)
+    experiments = [Experiment(t, s, interventions) for t, s in zip(targets, sources)]
+    _, swept = run_sweep(adapter, experiments, chunk_size=len(experiments), reference=reference)
+    applied = run_applied(adapter, targets, spec, op=op, value=value, source=source, reference=reference)
+    for row, result in enumerate(swept):
+        assert torch.equal(applied[row], torch.tensor(result["out"])), (spec, row)
+
+
+def test_apply_takes_spec_strings_and_records_alike():
+    adapter = ToyAdapter()
+    clean, _ = run_captured(adapter, [0, 1])
+    record = Intervention("step", positions=(0, 2), calls=(1,), units=(0, 1, 2, 3), op="zero")
+    from_string = run_applied(adapter, [0, 1], "step[0,2]@1:0-3", op="zero")
+    from_record = run_applied(adapter, [0, 1], record)
+    mixed = run_applied(adapter, [0, 1], [record, "embed[4]@0"], op="scale", value=-2.0)
+    mixed_records = run_applied(adapter, [0, 1], [record, Intervention("embed", (4,), (0,), op="scale", value=-2.0)])
+    assert torch.equal(from_string, from_record) and torch.equal(mixed, mixed_records)
+    assert not torch.equal(from_string, clean)  # a zero ablation does something
+    assert not torch.equal(mixed, from_record)
+    with torch.inference_mode(), apply(adapter.model, "step@1;head:0", op="zero") as records:
+        adapter.run(adapter.batch([0]))
+    assert records == parse_spec("step@1;head:0", op="zero")
+
+
+def test_apply_one_source_row_serves_every_row_and_mean_reads_the_reference():
+    adapter = ToyAdapter()
+    _, one_source = run_captured(adapter, [5])
+    _, three_sources = run_captured(adapter, [5, 5, 5])
+    patched_one = run_applied(adapter, [0, 1, 2], "step@3", source=one_source)
+    patched_three = run_applied(adapter, [0, 1, 2], "step@3", source=three_sources)
+    assert torch.equal(patched_one, patched_three)
+    torch.testing.assert_close(patched_one[0], run_captured(adapter, [5])[0][0])  # step@3 is the whole last state
+    _, reference = run_captured(adapter, range(6))
+    by_hand = SitePatch("head", None, lambda out, k: reference[("head", 0)].float().mean(0).expand_as(out))
+    with torch.inference_mode(), intervene(adapter.model, [by_hand]):
+        expected = adapter.run(adapter.batch([0, 1]))
+    assert torch.equal(run_applied(adapter, [0, 1], "head", op="mean", reference=reference), expected)
+
+
+def test_apply_hooks_are_removed_after_the_block():
+    adapter = ToyAdapter()
+    clean, _ = run_captured(adapter, [0, 1])
+    assert not torch.equal(run_applied(adapter, [0, 1], "step", op="zero"), clean)
+    assert not adapter.model.step._forward_hooks
+    assert torch.equal(adapter.run(adapter.batch([0, 1])), clean)
+    with pytest.raises(RuntimeError, match="boom"), apply(adapter.model, "step", op="zero"):
+        raise RuntimeError("boom")
+    assert not adapter.model.step._forward_hooks
+    assert torch.equal(adapter.run(adapter.batch([0, 1])), clean)
+
+
+@pytest.mark.parametrize(
+    ("interventions", "kwargs", "message"),
+    [
+        ("step[0", {}, r"malformed spec entry 'step\[0'; expected site\[positions\]@calls:units"),
+        ("stepp", {"op": "zero"}, r"unknown site 'stepp'; valid sites \(closest first\): step"),
+        ("step", {"op": "ablate"}, "unknown op 'ablate'; allowed: patch, zero, mean, resample, add, scale"),
+        ("step", {"op": "scale"}, "op 'scale' needs a value"),
+        ("step", {}, r"step \(op 'patch'\) needs source=<ActivationCache>"),
+        ("step@1", {"op": "mean"}, r"step@1 \(op 'mean'\) needs reference=<ActivationCache>"),
+        ([], {}, "no interventions given"),
+        ([3], {}, "an intervention is a spec string or an Intervention record, got int"),
+        ("state@5", {"op": "zero"}, "site state ran 2 time.*call 5 was requested"),
+        ("step[9]", {"op": "zero"}, "index 9 is out of range for the 5 positions of step"),
+        ("step:8", {"op": "zero"}, "index 8 is out of range for the 8 units of step"),
+        ("step[0]:1", {"op": "zero", "sites": True}, None),
+        ("step@4", {"op": "zero", "sites": True}, "index 4 is out of range for the 4 calls of step"),
+    ],
+)
+def test_apply_refuses_bad_specs_and_sites_with_a_clear_message(interventions, kwargs, message):
+    adapter, kwargs = ToyAdapter(), dict(kwargs)
+    if kwargs.pop("sites", False):
+        kwargs["sites"] = sites(adapter)
+    if message is None:
+        run_applied(adapter, [0], interventions, **kwargs)
+        return
+    with pytest.raises(InterpError, match=message):
+        run_applied(adapter, [0], interventions, **kwargs)
+    assert not adapter.model.step._forward_hooks
+
+
+def test_apply_checks_the_source_cache():
+    adapter = ToyAdapter()
+    _, two_rows = run_captured(adapter, [4, 5], sites=("step",))
+    with pytest.raises(InterpError, match=r"the source cache has no site 'embed'; it holds \['step'\]"):
+        run_applied(adapter, [0, 1, 2], "embed", source=two_rows)
+    with pytest.raises(InterpError, match="source cache lacks call.*\\[7\\]"):
+        run_applied(adapter, [0, 1, 2], "step@7", source=two_rows)
+    with pytest.raises(InterpError, match="holds 2 rows of step@0 but the patched run has 3"):
+        run_applied(adapter, [0, 1, 2], "step", source=two_rows)

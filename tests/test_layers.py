@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reasonlens.hrm.layers import (
+from reasonlens.hrm.models.layers import (
     Attention,
     Block,
     CastedLinear,

@@ -17,10 +17,10 @@ import torch.multiprocessing as mp
 import yaml
 from safetensors.torch import load_file
 
+from reasonlens.cli.evaluate import run_evaluation
 from reasonlens.hrm import HRM, ConfigError, load_checkpoint
-from reasonlens.hrm.deep_supervision import train_with_deep_supervision
-from reasonlens.hrm.evaluation_run import run_evaluation
-from reasonlens.hrm.train import TrainConfig, TrainError, cosine_lr, load_train_config, train
+from reasonlens.hrm.training.deep_supervision import train_with_deep_supervision
+from reasonlens.hrm.training.trainer import TrainConfig, TrainError, cosine_lr, load_train_config, train
 
 TINY_MODEL = dict(
     hidden_size=32, num_heads=2, H_layers=1, L_layers=1, H_cycles=2, L_cycles=1, puzzle_emb_ndim=32, halt_max_steps=3
@@ -92,7 +92,7 @@ def test_short_run_writes_a_complete_run_directory(sorting_dataset, tmp_path):
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from reasonlens.hrm import train as training
+    from reasonlens.hrm.training import trainer as training
 
     original = training.Trainer.train_batch
     def train_batch(self, batch):

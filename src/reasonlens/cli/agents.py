@@ -1,12 +1,19 @@
 """``reasonlens agents ...``: train and evaluate DQN agents, make input pairs, and the seed-001 tools
-(``extract``, ``patch``, ``neurons`` take the flags of the scripts in ``Neuron_Selection/``)."""
+(``extract``, ``patch``, ``neurons`` take the flags of the scripts in ``Neuron_Selection/``).
+
+``reasonlens.agents.envs``, ``.agent``, ``.train`` and ``.inputs`` import gymnasium, minigrid and
+stable-baselines3 (the ``[agents]`` extra): the commands import them when they run, so that
+``reasonlens --help`` works without the extra."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated
 
 import typer
+
+from reasonlens.agents.config import config_for
+from reasonlens.cli.agent_tools import main_extract, main_find, main_patch
+from reasonlens.cli.errors import needs_extra, user_errors
 
 app = typer.Typer(
     help="DQN agents in MiniGrid and neuron patching of their Q-networks (needs the agents extra).",
@@ -14,21 +21,6 @@ app = typer.Typer(
 )
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-
-@contextlib.contextmanager
-def agent_errors():
-    try:
-        from reasonlens.agents.errors import AgentError
-        from reasonlens.utils.config import ConfigError
-    except ImportError as err:  # pragma: no cover - depends on the install
-        typer.echo(f"error: the agents family needs the [agents] extra ({err}); pip install -e '.[agents]'", err=True)
-        raise typer.Exit(2) from None
-    try:
-        yield
-    except (AgentError, ConfigError, FileExistsError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -44,8 +36,7 @@ def train(
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
 ) -> None:
     """Train a DQN agent (recipe per env: docs/agents.md) and save AGENT_DIR with its success rate."""
-    with agent_errors():
-        from reasonlens.agents.config import config_for
+    with needs_extra("agents"), user_errors():
         from reasonlens.agents.envs import check_env_id
         from reasonlens.agents.train import train_agent
 
@@ -70,7 +61,7 @@ def evaluate(
     seed: Annotated[int | None, typer.Option(help="first reset seed (default: the config's test_seed)")] = None,
 ) -> None:
     """Success rate of the agent's greedy policy."""
-    with agent_errors():
+    with needs_extra("agents"), user_errors():
         from reasonlens.agents.agent import Agent
         from reasonlens.agents.train import evaluate_agent
 
@@ -93,7 +84,7 @@ def inputs(
     prefix: Annotated[str, typer.Option(help="file name prefix: <prefix>clean_inputs.json")] = "",
 ) -> None:
     """Write clean/corrupted input pairs (same ids) into AGENT_DIR/activation_inputs/."""
-    with agent_errors():
+    with needs_extra("agents"), user_errors():
         from reasonlens.agents.agent import Agent
         from reasonlens.agents.inputs import make_input_pairs, write_input_pairs
 
@@ -106,22 +97,19 @@ def inputs(
 @app.command(context_settings=PASS_THROUGH, add_help_option=False)
 def extract(ctx: typer.Context) -> None:
     """Activations per layer and input (flags of Neuron_Selection/activation_extraction.py; --help for them)."""
-    from reasonlens.agents.tools_cli import main_extract
-
-    raise typer.Exit(main_extract(ctx.args))
+    with needs_extra("agents"):
+        raise typer.Exit(main_extract(ctx.args))
 
 
 @app.command(context_settings=PASS_THROUGH, add_help_option=False)
 def patch(ctx: typer.Context) -> None:
     """Neuron patching (flags of Neuron_Selection/activation_patching.py; --help for them)."""
-    from reasonlens.agents.tools_cli import main_patch
-
-    raise typer.Exit(main_patch(ctx.args))
+    with needs_extra("agents"):
+        raise typer.Exit(main_patch(ctx.args))
 
 
 @app.command(context_settings=PASS_THROUGH, add_help_option=False)
 def neurons(ctx: typer.Context) -> None:
     """Neuron finding: diff | dead | ablate | search (flags of Neuron_Selection/find_neurons.py; --help)."""
-    from reasonlens.agents.tools_cli import main_find
-
-    raise typer.Exit(main_find(ctx.args))
+    with needs_extra("agents"):
+        raise typer.Exit(main_find(ctx.args))

@@ -1,14 +1,23 @@
 """``reasonlens analyze {convergence,dimensionality,steps,scaling} RUN``: reasoning dynamics of an HRM-family
 checkpoint (our run directory or an official checkpoint folder), written to ``RUN/analysis/`` as JSON +
-PNG and as a section of ``RUN/analysis/report.html``."""
+PNG and as a section of ``RUN/analysis/report.html`` (rebuilt from whatever analyses are there); and
+``reasonlens study``."""
 
 from __future__ import annotations
 
-import contextlib
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from reasonlens.cli.errors import user_errors
+from reasonlens.hrm.analysis import dynamics
+from reasonlens.hrm.analysis import pictures as viz
+from reasonlens.hrm.analysis.adapter import HRMAdapter
+from reasonlens.interp import InterpError
+from reasonlens.interp.report import table_html, write_html_report
+from reasonlens.utils.io import write_json
 
 app = typer.Typer(help="Reasoning dynamics of an HRM checkpoint: convergence, dimensionality, steps, scaling.")
 
@@ -18,17 +27,158 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="output folder (defau
 DeviceOpt = Annotated[str, typer.Option(help="cpu | cuda | auto")]
 
 
-@contextlib.contextmanager
-def analysis_errors():
-    from reasonlens.cli.errors import friendly_errors
-    from reasonlens.interp import InterpError
+ANALYSES = ("convergence", "dimensionality", "steps", "scaling")
 
-    with friendly_errors():
-        try:
-            yield
-        except InterpError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from None
+
+def output_dir(run: str | Path, out: str | Path | None = None) -> Path:
+    run = Path(run)
+    folder = Path(out) if out else (run if run.is_dir() else run.parent) / "analysis"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _adapter(run, data=None, device="cpu") -> HRMAdapter:
+    if not Path(run).exists():
+        raise InterpError(f"{run} does not exist; pass a run directory or an official checkpoint folder")
+    return HRMAdapter.from_checkpoint(run, data, "test", device=device)
+
+
+def _puzzles(adapter: HRMAdapter, n: int) -> list[int]:
+    if n < 2:
+        raise InterpError(f"--puzzles must be at least 2, got {n}")
+    return list(range(min(n, adapter.num_examples)))
+
+
+def run_convergence(
+    run, data=None, puzzles: int = 64, compare: list[str] | None = None, out=None, device="cpu"
+) -> dict:
+    adapter = _adapter(run, data, device)
+    result = dynamics.convergence(dynamics.collect_trajectories(adapter, _puzzles(adapter, puzzles)), adapter.model)
+    result["run"] = str(run)
+    others = {}
+    for other in compare or []:
+        other_adapter = _adapter(other, data or adapter.dataset_dir, device)
+        trajectories = dynamics.collect_trajectories(other_adapter, _puzzles(other_adapter, puzzles))
+        others[Path(other).name] = dynamics.convergence(trajectories, other_adapter.model)
+    result["compared"] = others
+    folder = output_dir(run, out)
+    write_json(folder / "convergence.json", result)
+    viz.convergence_plot(result, folder / "convergence.png", f"forward residuals: {Path(run).name}", others)
+    write_report(folder)
+    return result
+
+
+def run_dimensionality(run, data=None, puzzles: int = 200, bootstrap: int = 100, out=None, device="cpu") -> dict:
+    adapter = _adapter(run, data, device)
+    indices = _puzzles(adapter, puzzles)
+    trained = dynamics.dimensionality(dynamics.collect_trajectories(adapter, indices), adapter.model, bootstrap)
+    twin = HRMAdapter(dynamics.untrained_twin(adapter.model), adapter.dataset_dir, "test", device=adapter.device)
+    untrained = dynamics.dimensionality(dynamics.collect_trajectories(twin, indices), twin.model, bootstrap)
+    result = {"run": str(run), "trained": trained, "untrained": untrained, "paper": PAPER_PR}
+    folder = output_dir(run, out)
+    write_json(folder / "dimensionality.json", result)
+    viz.dimensionality_plot(trained, untrained, folder / "dimensionality.png")
+    write_report(folder)
+    return result
+
+
+PAPER_PR = {"trained": {"PR_H": 89.95, "PR_L": 30.22, "ratio": 2.98}, "untrained": {"PR_H": 40.75, "PR_L": 42.09}}
+
+
+def run_steps(
+    run, data=None, puzzles: int = 3, steps: int | None = None, out=None, device="cpu", every_cycle: bool = False
+) -> dict:
+    """Pictures of the prediction after every segment; with ``every_cycle`` also after every high-level
+    cycle (``puzzle_N_cycles.png`` / ``.gif``, and the accuracy per cycle in ``steps.json``)."""
+    adapter = _adapter(run, data, device)
+    trajectories = dynamics.collect_trajectories(adapter, _puzzles(adapter, max(2, puzzles)), steps)
+    cycles = dynamics.cycle_view(trajectories, adapter.model) if every_cycle else None
+    kind = viz.dataset_kind(adapter.dataset_dir)
+    folder = output_dir(run, out) / "steps"
+    folder.mkdir(parents=True, exist_ok=True)
+    pictures = []
+    for puzzle in range(min(puzzles, trajectories.labels.shape[0])):
+        viz.step_strip(trajectories, puzzle, kind, folder / f"puzzle_{puzzle}.png")
+        viz.step_gif(trajectories, puzzle, kind, folder / f"puzzle_{puzzle}.gif")
+        picture = {"puzzle": puzzle, "png": f"steps/puzzle_{puzzle}.png", "gif": f"steps/puzzle_{puzzle}.gif"}
+        if cycles is not None:
+            viz.step_strip(cycles, puzzle, kind, folder / f"puzzle_{puzzle}_cycles.png", unit="cycle")
+            viz.step_gif(cycles, puzzle, kind, folder / f"puzzle_{puzzle}_cycles.gif", unit="cycle")
+            picture |= {
+                "cycles_png": f"steps/puzzle_{puzzle}_cycles.png",
+                "cycles_gif": f"steps/puzzle_{puzzle}_cycles.gif",
+            }
+        pictures.append(picture)
+    result = {
+        "run": str(run),
+        "kind": kind,
+        "segments": trajectories.steps,
+        "pictures": pictures,
+        "q_halt": trajectories.q_halt[:, : len(pictures)].T.tolist(),
+        "q_continue": trajectories.q_continue[:, : len(pictures)].T.tolist(),
+        "accuracy": dynamics.per_step_accuracy(trajectories),
+    }
+    if cycles is not None:
+        per_segment = cycles.steps // trajectories.steps
+        result["cycles"] = cycles.steps
+        result["cycle_accuracy"] = [
+            {"cycle": i + 1, "segment": i // per_segment + 1, "exact": row["exact"], "token": row["token"]}
+            for i, row in enumerate(dynamics.per_step_accuracy(cycles))
+        ]
+    write_json(folder.parent / "steps.json", result)
+    write_report(folder.parent)
+    return result
+
+
+def run_scaling(run, data=None, puzzles: int = 500, factor: int = 4, out=None, device="cpu") -> dict:
+    """Accuracy after 1, 2, 4, … up to ``factor`` × the trained Mmax segments, from one rollout (eval never
+    halts early, so segment m of a long rollout is segment m of a short one)."""
+    adapter = _adapter(run, data, device)
+    trained = adapter.model.config.halt_max_steps
+    longest = factor * trained
+    trajectories = dynamics.collect_trajectories(adapter, _puzzles(adapter, puzzles), longest)
+    every = dynamics.per_step_accuracy(trajectories)
+    marks = sorted({2**i for i in range(longest.bit_length()) if 2**i <= longest} | {trained, longest})
+    rows = [every[m - 1] for m in marks]
+    result = {"run": str(run), "trained_segments": trained, "puzzles": trajectories.labels.shape[0], "rows": rows}
+    folder = output_dir(run, out)
+    write_json(folder / "scaling.json", result)
+    viz.scaling_plot(rows, trained, folder / "scaling.png")
+    write_report(folder)
+    return result
+
+
+def write_report(folder: Path) -> Path:
+    """``report.html`` with a section per analysis present in ``folder``."""
+    sections: list[tuple[str, str | Path]] = []
+    if (folder / "convergence.json").exists():
+        sections.append(("Convergence: forward residuals", folder / "convergence.png"))
+    if (folder / "dimensionality.json").exists():
+        result = json.loads((folder / "dimensionality.json").read_text())
+        rows = [
+            {"model": name, **{k: result[name][k] for k in ("PR_H", "PR_L", "ratio")}}
+            for name in ("trained", "untrained")
+        ]
+        rows.append({"model": "paper (trained)", **PAPER_PR["trained"]})
+        sections.append(("Dimensionality: participation ratios", table_html(rows)))
+        sections.append(("PR of z_H and z_L", folder / "dimensionality.png"))
+    if (folder / "steps.json").exists():
+        result = json.loads((folder / "steps.json").read_text())
+        for picture in result["pictures"]:
+            sections.append((f"Reasoning steps: puzzle {picture['puzzle']}", folder / picture["png"]))
+            if "cycles_png" in picture:
+                sections.append((f"Every cycle: puzzle {picture['puzzle']}", folder / picture["cycles_png"]))
+        if "cycle_accuracy" in result:
+            sections.append(("Accuracy after every high-level cycle", table_html(result["cycle_accuracy"])))
+    if (folder / "scaling.json").exists():
+        result = json.loads((folder / "scaling.json").read_text())
+        sections.append(("Inference-time scaling", table_html(result["rows"])))
+        sections.append(("Accuracy vs segments", folder / "scaling.png"))
+    return write_html_report(folder / "report.html", "Reasoning dynamics", sections)
+
+
+# ----------------------------------------------------------------------------------- commands
+
 
 
 @app.command()
@@ -41,9 +191,7 @@ def convergence(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Forward residuals ‖z_i − z_{i−1}‖ of z_L at every low-level step and z_H at every update."""
-    from reasonlens.hrm.analyze import output_dir, run_convergence
-
-    with analysis_errors():
+    with user_errors():
         result = run_convergence(run, data, puzzles, [str(c) for c in compare or []], out, device)
     for module, values in result["modules"].items():
         first, last = values["relative"][0], values["relative"][-1]
@@ -61,9 +209,7 @@ def dimensionality(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Participation ratios of z_H and z_L, trained vs untrained, with PR_H/PR_L and a bootstrap interval."""
-    from reasonlens.hrm.analyze import output_dir, run_dimensionality
-
-    with analysis_errors():
+    with user_errors():
         result = run_dimensionality(run, data, puzzles, bootstrap, out, device)
     for name in ("trained", "untrained"):
         r = result[name]
@@ -86,9 +232,7 @@ def steps(
 ) -> None:
     """The prediction after every segment (and with --every-cycle every high-level cycle) as PNG strips
     and animated GIFs, with the halting Q values."""
-    from reasonlens.hrm.analyze import output_dir, run_steps
-
-    with analysis_errors():
+    with user_errors():
         result = run_steps(run, data, puzzles, segments, out, device, every_cycle)
     typer.echo(f"  {len(result['pictures'])} puzzles × {result['segments']} segments ({result['kind']})")
     for row in result.get("cycle_accuracy", []):
@@ -108,9 +252,7 @@ def scaling(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Inference-time scaling: accuracy at 1, 2, 4, … up to factor × Mmax segments, and with Q halting."""
-    from reasonlens.hrm.analyze import output_dir, run_scaling
-
-    with analysis_errors():
+    with user_errors():
         result = run_scaling(run, data, puzzles, factor, out, device)
     for row in result["rows"]:
         typer.echo(
@@ -130,9 +272,9 @@ def study(
     only: Annotated[str | None, typer.Option("--only", help="comma-separated variants to run (default: all)")] = None,
 ) -> None:
     """Train every variant of a study and tabulate accuracy, memory, PR and convergence (study.md)."""
-    from reasonlens.hrm.studies import load_study, run_study, select
+    from reasonlens.hrm.analysis.studies import load_study, run_study, select
 
-    with analysis_errors():
+    with user_errors():
         if not config.is_file():
             from reasonlens.interp import InterpError
 

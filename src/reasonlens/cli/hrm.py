@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from reasonlens.cli.errors import friendly_errors
+from reasonlens.cli.errors import user_errors
 
 app = typer.Typer(help="HRM family: model configs and checkpoints.", no_args_is_help=True)
 
@@ -20,10 +20,10 @@ def params(
     arch: Annotated[str, typer.Option(help=ARCH_HELP)] = "hrm_act_v1",
 ) -> None:
     """Build the model of a config and print its parameter count per module."""
-    from reasonlens.hrm.checkpoint import build_model
+    from reasonlens.hrm.training.checkpoint import build_model
     from reasonlens.utils.io import read_yaml
 
-    with friendly_errors():
+    with user_errors():
         model = build_model(arch, read_yaml(config))
     counts: dict[str, int] = {}
     for name, param in model.named_parameters():  # dense parameters only (what the paper counts)
@@ -50,12 +50,12 @@ def convert(
     ] = None,
 ) -> None:
     """Convert a checkpoint to the official layout (checkpoint + all_config.yaml) or to ours."""
-    from reasonlens.hrm.checkpoint import export_official_checkpoint, load_checkpoint, save_checkpoint
+    from reasonlens.hrm.training.checkpoint import export_official_checkpoint, load_checkpoint, save_checkpoint
 
     if to not in ("official", "ours"):
         typer.echo(f"error: --to must be 'official' or 'ours', got {to!r}", err=True)
         raise typer.Exit(2)
-    with friendly_errors():
+    with user_errors():
         model = load_checkpoint(src, seq_len=seq_len, data_path=data_path)
         if to == "official":
             export_official_checkpoint(model, dst)

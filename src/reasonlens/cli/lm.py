@@ -4,6 +4,10 @@ the TransformerLens analyses (probes, patching, ablation, SAE). ``scripts/py/*.p
 ``--config`` takes one YAML file with optional sections ``task``, ``sft``, ``rl``, ``analysis`` (fields of
 the configs in ``reasonlens.lm.config``); flags override single fields. Analyses read the task config
 saved with the datasets.
+
+The datasets, models and training modules import the ``[lm]`` extra (datasets, transformers, trl,
+transformer_lens): the commands import them when they run, so that ``reasonlens --help`` works without
+it. The configs, the analyses (torch and the interp engine) and the error type need no extra.
 """
 
 from __future__ import annotations
@@ -15,6 +19,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from reasonlens.cli.errors import needs_extra, user_errors
+from reasonlens.lm.analysis.ablation import ablation_scan, compare_importance
+from reasonlens.lm.analysis.patching import run_patching
+from reasonlens.lm.analysis.probing import run_probes
+from reasonlens.lm.analysis.sae_features import run_sae_analysis
+from reasonlens.lm.config.analysis_config import AnalysisConfig
+from reasonlens.lm.config.task_config import TaskConfig
+from reasonlens.lm.config.training_config import RLConfig, SFTConfig
+from reasonlens.lm.errors import LMError
+from reasonlens.utils.io import read_yaml, write_json
 
 app = typer.Typer(help="SFT vs RL on a small GPT-2 playing a card game (needs the lm extra).", no_args_is_help=True)
 
@@ -28,27 +43,15 @@ SplitsOpt = Annotated[str | None, typer.Option("--splits", help="comma-separated
 
 @contextlib.contextmanager
 def lm_errors():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models and tokenizers are local: never call the hub
-    try:
-        from reasonlens.interp.errors import InterpError
-        from reasonlens.lm.errors import LMError
-        from reasonlens.utils.config import ConfigError
-    except ImportError as err:  # pragma: no cover - depends on the install
-        typer.echo(f"error: the lm family needs the [lm] extra ({err}); pip install -e '.[lm]'", err=True)
-        raise typer.Exit(2) from None
-    try:
+    """The lm extra must be installed; models and tokenizers are local, so the hub is never called."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with needs_extra("lm"), user_errors():
         yield
-    except (LMError, ConfigError, InterpError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _section(config_file: str | None, name: str) -> dict:
     if not config_file:
         return {}
-    from reasonlens.lm.errors import LMError
-    from reasonlens.utils.io import read_yaml
-
     if not Path(config_file).is_file():
         raise LMError(f"config file {config_file} does not exist")
     data = read_yaml(config_file) or {}
@@ -86,9 +89,7 @@ def _hooked(checkpoint: str, device: str):
     return to_hooked_transformer(checkpoint, device)
 
 
-def _analysis_config(config: str | None, out: str, **overrides):
-    from reasonlens.lm.config.analysis_config import AnalysisConfig
-
+def _analysis_config(config: str | None, out: str, **overrides) -> AnalysisConfig:
     return AnalysisConfig.from_dict(_set(_section(config, "analysis"), output_dir=out, **overrides))
 
 
@@ -110,7 +111,6 @@ def datasets(
 ) -> None:
     """Build train/val/test and one test set per OOD category; save them (HF datasets) with the task config."""
     with lm_errors():
-        from reasonlens.lm.config.task_config import TaskConfig
         from reasonlens.lm.tasks.dataset import build_sft_datasets, save_datasets
 
         fields = _set(_section(config, "task"), n_train=n_train, n_test=n_test, n_ood=n_ood, seed=seed)
@@ -137,7 +137,6 @@ def sft(
 ) -> None:
     """Train a GPT-2 from scratch on the datasets (loss on the answer); keep the best; evaluate ID and OOD."""
     with lm_errors():
-        from reasonlens.lm.config.training_config import SFTConfig
         from reasonlens.lm.training.sft_trainer import run_sft
 
         built, task = _load(data)
@@ -168,8 +167,6 @@ def rl(
 ) -> None:
     """GRPO from an SFT checkpoint with the text-game reward; curves per distribution; evaluate ID and OOD."""
     with lm_errors():
-        from reasonlens.lm.config.training_config import RLConfig
-        from reasonlens.lm.errors import LMError
         from reasonlens.lm.training.rl_trainer import run_rl
 
         built, task = _load(data)
@@ -212,7 +209,6 @@ def compare(
 ) -> None:
     """Accuracies of several checkpoints side by side, one row per split."""
     with lm_errors():
-        from reasonlens.lm.errors import LMError
         from reasonlens.lm.training.evaluation import accuracy_table
 
         results = {}
@@ -240,8 +236,6 @@ def probes(
 ) -> None:
     """Linear probes per layer, position and distribution (rule family, answer, total, colour sums)."""
     with lm_errors():
-        from reasonlens.lm.analysis.probing import run_probes
-
         built, task = _load(data)
         cfg = _analysis_config(config, out, splits=_split_list(splits), max_examples=max_examples, device=device)
         model, tokenizer = _hooked(checkpoint, cfg.device)
@@ -266,8 +260,6 @@ def patching(
 ) -> None:
     """Patch ID activations into OOD prompts and back, per layer, position, head (batched interp sweeps)."""
     with lm_errors():
-        from reasonlens.lm.analysis.patching import run_patching
-
         _, task = _load(data)
         cfg = _analysis_config(
             config, out, patch_categories=_split_list(categories), patch_pairs=pairs, patch_positions=positions
@@ -300,10 +292,6 @@ def ablation(
 ) -> None:
     """Zero / mean ablation of every head and MLP: importance per distribution; optional SFT-vs-RL comparison."""
     with lm_errors():
-        from reasonlens.lm.analysis.ablation import ablation_scan, compare_importance
-        from reasonlens.lm.errors import LMError
-        from reasonlens.utils.io import write_json
-
         built, _ = _load(data)
         cfg = _analysis_config(
             config,
@@ -347,8 +335,6 @@ def sae(
 ) -> None:
     """Train an SAE (SAELens) on the residual stream; dead fraction, explained variance, feature analysis."""
     with lm_errors():
-        from reasonlens.lm.analysis.sae_features import run_sae_analysis
-
         built, _ = _load(data)
         cfg = _analysis_config(
             config,

@@ -1,21 +1,22 @@
 """The HRM family: HRM-ACT-v1 (official-equivalent), TRM, the direct-prediction transformer and the
 paper-notation HRM; their optimizers (AdamATan2, sparse SignSGD), loss head, EMA and checkpoints."""
 
-from reasonlens.hrm.baselines import HRM, HRMState, TransformerACT
-from reasonlens.hrm.checkpoint import (
+from reasonlens.hrm.data.format import IGNORE_LABEL_ID
+from reasonlens.hrm.models.baselines import HRM, HRMState, TransformerACT
+from reasonlens.hrm.models.config import ConfigError, HRMConfig, TransformerACTConfig, TRMConfig
+from reasonlens.hrm.models.hrm_act_v1 import ACTModel, Carry, HRMACTv1, InnerCarry
+from reasonlens.hrm.models.sparse_embedding import CastedSparseEmbedding, CastedSparseEmbeddingSignSGD_Distributed
+from reasonlens.hrm.models.trm import TRM
+from reasonlens.hrm.training.checkpoint import (
     CheckpointError,
     export_official_checkpoint,
     load_checkpoint,
     load_optimizer_state,
     save_checkpoint,
 )
-from reasonlens.hrm.config import ConfigError, HRMConfig, TransformerACTConfig, TRMConfig
-from reasonlens.hrm.ema import EMA
-from reasonlens.hrm.losses import IGNORE_LABEL_ID, ACTLossHead, softmax_cross_entropy, stablemax_cross_entropy
-from reasonlens.hrm.model import ACTModel, Carry, HRMACTv1, InnerCarry
-from reasonlens.hrm.optimizers import AdamATan2
-from reasonlens.hrm.sparse_embedding import CastedSparseEmbedding, CastedSparseEmbeddingSignSGD_Distributed
-from reasonlens.hrm.trm import TRM
+from reasonlens.hrm.training.ema import EMA
+from reasonlens.hrm.training.losses import ACTLossHead, softmax_cross_entropy, stablemax_cross_entropy
+from reasonlens.hrm.training.optimizers import AdamATan2
 
 __all__ = [
     "EMA",

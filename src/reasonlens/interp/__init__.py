@@ -1,8 +1,11 @@
 """The intervention engine shared by every family: sites addressed per call, spec strings parsed into
-serialisable interventions, context-managed capture and patch hooks, activation caches, batched sweeps,
-typed results and reports. It imports no family: a family supplies an adapter (how to run its model on
-a batch, its site aliases and its metric). Linear probes (:mod:`.probe`) and sparse autoencoders on
-SAELens (:mod:`.sae`) read cached activations; they load on first use. Design: ../../../docs/interp.md."""
+serialisable interventions, context-managed capture and patch hooks (:func:`apply` for spec strings and
+records), activation caches, batched sweeps, typed results and reports. It imports no family: a family
+supplies an adapter (how to run its model on a batch, its site aliases and its metric). Linear probes
+(:mod:`.probe`) and sparse autoencoders on SAELens (:mod:`.sae`) read cached activations; they load on
+first use. Design: ../../../docs/interp.md."""
+
+import importlib
 
 from reasonlens.interp.cache import ActivationCache
 from reasonlens.interp.errors import InterpError
@@ -10,7 +13,7 @@ from reasonlens.interp.hooks import SitePatch, capture, intervene
 from reasonlens.interp.results import PatchResult, load_results, save_results
 from reasonlens.interp.sites import Alias, SiteInfo, probe_sites
 from reasonlens.interp.spec import Intervention, format_spec, parse_spec, validate
-from reasonlens.interp.sweep import Experiment, run_sweep
+from reasonlens.interp.sweep import Experiment, apply, run_sweep
 
 # Probes and SAEs load on first use: sae_lens (optional) is imported only inside the SAE functions.
 _LAZY = {
@@ -28,8 +31,6 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(f"reasonlens.interp.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'reasonlens.interp' has no attribute {name!r}")
 
@@ -45,6 +46,7 @@ __all__ = [
     "SAETrainingSettings",
     "SiteInfo",
     "SitePatch",
+    "apply",
     "capture",
     "classify_features",
     "encode_features",

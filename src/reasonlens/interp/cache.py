@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
 from reasonlens.interp.errors import InterpError
 from reasonlens.utils.io import atomic_write, save_safetensors, torch_save_atomic, write_json
@@ -104,8 +105,6 @@ class ActivationCache:
 
     @classmethod
     def load(cls, folder: str | os.PathLike, lazy: bool = True) -> ActivationCache:
-        from safetensors import safe_open
-
         folder = Path(folder)
         if not (folder / INDEX_FILE).is_file() or not (folder / TENSORS_FILE).is_file():
             raise InterpError(f"{folder} is not an activation cache ({INDEX_FILE} + {TENSORS_FILE})")

@@ -1,16 +1,6 @@
 """Linear probes on cached activations, in plain torch: multinomial logistic regression (L-BFGS,
-full batch) for class labels, closed-form ridge regression for continuous targets. Features are
-standardised with training-split statistics. Every probe is reported with the baselines that make its
-score readable (Hewitt & Liang 2019 style):
-
-- ``control_score``: the same probe trained on *shuffled* training labels, scored on the real test
-  labels. A probe that memorises rather than reads the activations scores as well here.
-- ``random_direction_score``: a probe on ``k = min(8, d)`` random Gaussian directions of the
-  standardised activations; what a low-dimensional view that was not looked for already gives.
-- ``majority_baseline``: predicting the most frequent training class (classification) or the training
-  mean (regression, its R² on the test split: at most about 0).
-
-``selectivity = test_score - control_score``. Scores are accuracy (classification) or R² (regression).
+full batch) for class labels, closed-form ridge regression for continuous targets, each reported with
+the baselines that make its score readable (Hewitt & Liang 2019 style; see :class:`ProbeResult`).
 :func:`probe_sweep` runs one probe per (site, label) pair and returns flat rows for per-layer tables.
 """
 
@@ -28,6 +18,18 @@ N_RANDOM_DIRECTIONS = 8
 
 @dataclass
 class ProbeResult:
+    """Scores are accuracy (classification) or R² (regression), on features standardised with the
+    training split's statistics. The baselines:
+
+    - ``control_score``: the same probe trained on *shuffled* training labels, scored on the real test
+      labels. A probe that memorises rather than reads the activations scores as well here.
+    - ``random_direction_score``: a probe on ``k = min(8, d)`` random Gaussian directions of the
+      standardised activations; what a low-dimensional view that was not looked for already gives.
+    - ``majority_baseline``: predicting the most frequent training class (classification) or the
+      training mean (regression, its R² on the test split: at most about 0).
+
+    ``selectivity = test_score - control_score``."""
+
     task: str
     n_train: int
     n_test: int

@@ -15,7 +15,7 @@ from reasonlens.utils.io import atomic_write
 
 
 def pyplot():
-    import matplotlib
+    import matplotlib  # lazy: heavy, sets backend
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,17 +1,8 @@
-"""Sparse autoencoders on an activation matrix, trained and stored with SAELens itself, and the
-statistics read off their features.
-
-:func:`train_sae` wraps an in-memory ``(rows, d_in)`` tensor in a seeded batch iterator and hands it to
-SAELens's own ``SAETrainer`` (its ``DataProvider`` is just an iterator of activation batches, so no
-model or ``ActivationsStore`` is involved) training a ``StandardTrainingSAE`` (ReLU encoder, L1 penalty
-weighted by decoder norms). Input normalisation is SAELens's too, folded into the weights at the end, so
-the returned inference ``StandardSAE`` takes raw activations. Rows held out from training give the
-reported explained variance, MSE, L0 and dead fraction. On disk an SAE is SAELens's folder
-(``cfg.json`` + ``sae_weights.safetensors``, loadable with ``sae_lens.SAE.load_from_disk``) plus our
-``stats.json``, written into a temporary folder and renamed into place.
-
-:func:`feature_statistics` and :func:`classify_features` take any ``(rows, features)`` matrix (SAE
-features, neurons) and groups of rows (distributions, rule ids) and say which features fire where.
+"""Sparse autoencoders on an activation matrix, trained and stored with SAELens itself
+(:func:`train_sae`, :func:`load_sae`, :func:`encode_features`), and the statistics read off any
+``(rows, features)`` matrix (:func:`feature_statistics`, :func:`classify_features`): which features fire
+on which groups of rows. On disk an SAE is SAELens's folder (``cfg.json`` + ``sae_weights.safetensors``,
+loadable with ``sae_lens.SAE.load_from_disk``) plus our ``stats.json``.
 
 SAELens is optional (``pip install -e ".[sae]"``) and imported only inside the functions that need it;
 it imports wandb, which is kept off (``WANDB_MODE=disabled`` unless set) and never logged to.
@@ -44,7 +35,7 @@ def _sae_lens() -> SimpleNamespace:
     os.environ.setdefault("WANDB_MODE", "disabled")
     os.environ.setdefault("WANDB_SILENT", "true")
     try:
-        import sae_lens  # the top-level import first: it fails cleanly when sae_lens is absent
+        import sae_lens  # optional, stays lazy; imported first, it fails cleanly when absent
         from sae_lens.config import LoggingConfig, SAETrainerConfig
         from sae_lens.saes.sae import SAEMetadata
     except ImportError as err:
@@ -152,7 +143,13 @@ def train_sae(
     inference SAE and ``{"explained_variance", "mse", "l0", "dead_fraction", "n_train", "n_eval",
     "d_in", "d_sae"}`` measured on the held-out rows (see :func:`evaluate_sae`). ``hook_name`` goes
     into the SAE's metadata. With ``out_dir``, the SAE (SAELens layout) and ``stats.json`` are written
-    there atomically, replacing an SAE folder already there. Deterministic on CPU given the seed."""
+    there atomically, replacing an SAE folder already there. Deterministic on CPU given the seed.
+
+    The tensor goes to SAELens's trainer through a seeded batch iterator (its ``DataProvider`` is just
+    an iterator of activation batches: no model, no ``ActivationsStore``) training a
+    ``StandardTrainingSAE`` (ReLU encoder, L1 penalty weighted by decoder norms). SAELens's input
+    normalisation is folded into the weights at the end, so the returned ``StandardSAE`` takes raw
+    activations."""
     settings = settings or SAETrainingSettings()
     sl = _sae_lens()
     x = _check_activations(activations)

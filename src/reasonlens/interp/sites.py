@@ -5,11 +5,17 @@ is its k-th execution in the run. An :class:`Alias` names a subsequence of a mod
 (``module call = stride·k + offset``): the HRM adapter's ``z_H`` is the last ``H_level`` call of each ACT
 step. :func:`probe_sites` runs the model once with counting hooks on every module and returns a
 :class:`SiteInfo` per site — what spec validation checks against.
+
+Positions and units of an output (batch first): with 3 or more axes, axis 1 is the sequence axis and
+the units are the flattened axes after it (head h of a (batch, pos, head, d_head) output is units
+h·d_head ... h·d_head + d_head - 1); with fewer, there is no sequence axis and the units are the last axis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -45,23 +51,45 @@ class SiteInfo:
 
     @property
     def positions(self) -> int | None:
-        return self.shape[1] if len(self.shape) >= 3 else None
+        return sequence_length(self.shape)
 
     @property
     def units(self) -> int:
-        return self.shape[-1]
+        return unit_count(self.shape)
+
+
+def sequence_length(shape: tuple[int, ...]) -> int | None:
+    """The positions of a batch-first output shape; None when it has no sequence axis."""
+    return shape[1] if len(shape) >= 3 else None
+
+
+def unit_count(shape: tuple[int, ...]) -> int:
+    """The units of a batch-first output shape: the flattened axes after the sequence axis, else the last axis."""
+    return math.prod(shape[2:]) if len(shape) >= 3 else shape[-1]
+
+
+def unknown_site(site: str, names: Iterable[str]) -> InterpError:
+    """The error for a site that is not among ``names``; it lists the valid ones, closest first."""
+    names = sorted(names)
+    close = difflib.get_close_matches(site, names, n=5, cutoff=0.4)
+    rest = [n for n in names if n not in close]
+    listing = ", ".join(close + rest[: max(0, 25 - len(close))]) + (" ..." if len(names) > 25 else "")
+    return InterpError(f"unknown site {site!r}; valid sites (closest first): {listing}")
 
 
 def resolve(
     model: nn.Module, site: str, aliases: dict[str, Alias] | None = None
 ) -> tuple[str, nn.Module, Alias | None]:
     """(module path, module, alias or None) of a site name."""
-    alias = (aliases or {}).get(site)
+    aliases = aliases or {}
+    alias = aliases.get(site)
     path = alias.module if alias is not None else site
     try:
         module = model.get_submodule(path)
     except AttributeError:
-        raise InterpError(f"unknown site {site!r}: no module {path!r} in {type(model).__name__}") from None
+        if alias is not None:
+            raise InterpError(f"alias {site!r} points at {path!r}, which is not a module of the model") from None
+        raise unknown_site(site, [name for name, _ in model.named_modules() if name] + list(aliases)) from None
     return path, module, alias
 
 

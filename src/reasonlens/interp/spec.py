@@ -14,18 +14,19 @@
 
 An omitted part means "all". The neuron-patching guide's ``layer:neurons;...`` strings parse unchanged.
 :func:`parse_spec` returns :class:`Intervention` records (hashable, JSON round-trippable, ``str()`` gives
-the spec back); :func:`validate` checks them against the sites a model actually has (see
-:mod:`reasonlens.interp.sites`) before anything runs.
+the spec back; the op and value are not part of the string); :func:`validate` checks them against the
+sites a model actually has (see :mod:`reasonlens.interp.sites`) before anything runs.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 from reasonlens.interp.errors import InterpError
+from reasonlens.interp.sites import sequence_length, unit_count, unknown_site
 
 Op = Literal["patch", "zero", "mean", "resample", "add", "scale"]
 OPS = ("patch", "zero", "mean", "resample", "add", "scale")
@@ -39,7 +40,7 @@ ENTRY_PATTERN = re.compile(
 class Intervention:
     """What to do at one site. ``None`` selections mean all. ``op``: ``patch`` (source run's values),
     ``zero``, ``mean`` (mean over a reference set), ``resample`` (another input's values), ``add`` /
-    ``scale`` (by ``value``). ``source`` names where patched values come from (an input id or a cache)."""
+    ``scale`` (by ``value``)."""
 
     site: str
     positions: tuple[int, ...] | None = None
@@ -47,7 +48,6 @@ class Intervention:
     units: tuple[int, ...] | None = None
     op: Op = "patch"
     value: float | None = None
-    source: str | None = None
 
     def __post_init__(self):
         if self.op not in OPS:
@@ -84,7 +84,8 @@ class Intervention:
             raise InterpError(f"not an intervention record: {err}") from None
 
 
-def _parse_indices(text: str, what: str, entry: str) -> tuple[int, ...] | None:
+def parse_indices(text: str, what: str, entry: str) -> tuple[int, ...] | None:
+    """``all`` → None; ``0,2,5-7`` → sorted unique indices. ``what`` and ``entry`` name them in errors."""
     text = text.strip()
     if text == "all":
         return None
@@ -117,10 +118,8 @@ def _format_indices(indices: tuple[int, ...]) -> str:
     return ",".join(parts)
 
 
-def parse_spec(
-    text: str, op: Op = "patch", value: float | None = None, source: str | None = None
-) -> tuple[Intervention, ...]:
-    """Parse a spec string into interventions that all carry ``op`` / ``value`` / ``source``."""
+def parse_spec(text: str, op: Op = "patch", value: float | None = None) -> tuple[Intervention, ...]:
+    """Parse a spec string into interventions that all carry ``op`` / ``value``."""
     if not isinstance(text, str):
         raise InterpError(f"a spec must be a string, got {type(text).__name__}")
     entries = [entry.strip() for entry in text.split(";")]
@@ -138,12 +137,11 @@ def parse_spec(
                 site=match.group("site"),
                 positions=None
                 if match.group("positions") is None
-                else _parse_indices(match.group("positions"), "position", entry),
-                calls=None if match.group("calls") is None else _parse_indices(match.group("calls"), "call", entry),
-                units=None if match.group("units") is None else _parse_indices(match.group("units"), "unit", entry),
+                else parse_indices(match.group("positions"), "position", entry),
+                calls=None if match.group("calls") is None else parse_indices(match.group("calls"), "call", entry),
+                units=None if match.group("units") is None else parse_indices(match.group("units"), "unit", entry),
                 op=op,
                 value=value,
-                source=source,
             )
         )
     return tuple(out)
@@ -153,7 +151,28 @@ def format_spec(interventions) -> str:
     return ";".join(str(i) for i in interventions)
 
 
-def from_mapping(mapping: dict, op: Op = "patch", source: str | None = None) -> tuple[Intervention, ...]:
+def as_interventions(
+    interventions: str | Intervention | Iterable[str | Intervention], op: Op = "patch", value: float | None = None
+) -> tuple[Intervention, ...]:
+    """Spec strings (parsed with ``op`` / ``value``) and :class:`Intervention` records (kept as they are),
+    alone or in a list, as one tuple of records."""
+    items = [interventions] if isinstance(interventions, (str, Intervention)) else interventions
+    if not isinstance(items, Iterable):
+        raise InterpError(f"interventions are spec strings or Intervention records, got {type(items).__name__}")
+    out: list[Intervention] = []
+    for item in items:
+        if isinstance(item, str):
+            out.extend(parse_spec(item, op, value))
+        elif isinstance(item, Intervention):
+            out.append(item)
+        else:
+            raise InterpError(f"an intervention is a spec string or an Intervention record, got {type(item).__name__}")
+    if not out:
+        raise InterpError("no interventions given; pass spec strings such as 'z_H@2' or Intervention records")
+    return tuple(out)
+
+
+def from_mapping(mapping: dict, op: Op = "patch") -> tuple[Intervention, ...]:
     """The dict form of the neuron-patching guide: ``{"q_net.0": [5, 10, 15], "q_net.2": "all"}`` (units)."""
     out = []
     for site, units in mapping.items():
@@ -167,7 +186,7 @@ def from_mapping(mapping: dict, op: Op = "patch", source: str | None = None) -> 
             )
         if not SITE_PATTERN.fullmatch(str(site)):
             raise InterpError(f"malformed site name {site!r}")
-        out.append(Intervention(site=str(site), units=selection, op=op, source=source))
+        out.append(Intervention(site=str(site), units=selection, op=op))
     if not out:
         raise InterpError("empty patch spec: name at least one layer")
     return tuple(out)
@@ -178,25 +197,22 @@ def validate(interventions, sites: dict, call_word: str = "call") -> tuple[Inter
     units in range — and return them. The first problem raises :class:`InterpError`."""
     for intervention in interventions:
         if intervention.site not in sites:
-            names = sorted(sites)
-            close = difflib.get_close_matches(intervention.site, names, n=5, cutoff=0.4)
-            rest = [n for n in names if n not in close]
-            listing = ", ".join(close + rest[: max(0, 25 - len(close))]) + (" ..." if len(names) > 25 else "")
-            raise InterpError(f"unknown site {intervention.site!r}; valid sites (closest first): {listing}")
+            raise unknown_site(intervention.site, sites)
         info = sites[intervention.site]
         word = "step" if info.alias else call_word
         _check_range(intervention.calls, info.calls, f"{word}s of {intervention.site}", intervention)
-        if intervention.positions is not None and info.positions is None:
-            raise InterpError(f"{intervention.site} has no sequence axis (output shape {info.shape}); drop [positions]")
-        _check_range(intervention.positions, info.positions, f"positions of {intervention.site}", intervention)
-        _check_range(intervention.units, info.units, f"units of {intervention.site}", intervention)
+        check_selection(intervention, info.shape)
     return tuple(interventions)
+
+
+def check_selection(intervention: Intervention, shape: tuple[int, ...]) -> None:
+    """Check the positions and units of ``intervention`` against one call's output ``shape`` (batch first)."""
+    if intervention.positions is not None and sequence_length(shape) is None:
+        raise InterpError(f"{intervention.site} has no sequence axis (output shape {shape}); drop [positions]")
+    _check_range(intervention.positions, sequence_length(shape), f"positions of {intervention.site}", intervention)
+    _check_range(intervention.units, unit_count(shape), f"units of {intervention.site}", intervention)
 
 
 def _check_range(indices, size, what: str, intervention) -> None:
     if indices is not None and size is not None and indices and indices[-1] >= size:
         raise InterpError(f"{intervention}: index {indices[-1]} is out of range for the {size} {what} (0..{size - 1})")
-
-
-def with_source(interventions, source: str | None) -> tuple[Intervention, ...]:
-    return tuple(replace(i, source=source) for i in interventions)

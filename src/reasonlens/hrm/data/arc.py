@@ -2,7 +2,7 @@
 
 Follows sapientinc/HRM ``dataset/build_arc_dataset.py`` (HRM_SPEC.md §4.4) and adds TRM's
 ``test_puzzles.json`` (TinyRecursiveModels ``dataset/build_arc_dataset.py``, §4.5) for the evaluator in
-:mod:`reasonlens.hrm.arc_eval`. This module owns:
+:mod:`reasonlens.hrm.evaluation.arc_voting`. This module owns:
 
 * loading and validating ARC task files (:func:`load_task_file`, :func:`load_arc_tasks`);
 * the token layout (:func:`grid_to_tokens`, :func:`crop_tokens`, :func:`crop_sizes`): PAD=0, EOS=1,
@@ -39,7 +39,6 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from reasonlens.hrm.config import StrictConfig
 from reasonlens.hrm.data.format import (
     BLANK_IDENTIFIER,
     DIHEDRAL_INVERSE,
@@ -49,6 +48,7 @@ from reasonlens.hrm.data.format import (
     make_metadata,
     write_dataset,
 )
+from reasonlens.utils.config import StrictConfig
 from reasonlens.utils.paths import data_root
 
 ARC_CANVAS_SIZE = 30
@@ -546,13 +546,16 @@ def build_tasks_dataset(
 class ARCBuildConfig(StrictConfig):
     """Build of real ARC; defaults are the official ones (ARC-1 sources, 1000 augmentations)."""
 
-    out_dir: Path
-    dataset: Literal["arc1", "arc2"] | list[tuple[str, Role]] = "arc1"
-    num_aug: int = Field(default=1000, ge=0)
-    seed: int = 42
-    translate: bool = True
+    out_dir: Path = Field(description="output folder (written atomically)")
+    dataset: Literal["arc1", "arc2"] | list[tuple[str, Role]] = Field(
+        "arc1",
+        description="arc1 (training + evaluation + ConceptARC) | arc2; in Python also a list of (folder, role) pairs",
+    )
+    num_aug: int = Field(default=1000, ge=0, description="dihedral + colour augmentations per task (official: 1000)")
+    seed: int = Field(42, description="random seed: the same seed gives byte-identical files")
+    translate: bool = Field(True, description="random translation of train examples (official)")
     subsample_tasks: int | None = Field(default=None, ge=1, description="keep at most this many tasks per source")
-    overwrite: bool = False
+    overwrite: bool = Field(False, description="replace the output folder if it exists")
 
     @field_validator("dataset", mode="before")
     @classmethod

@@ -8,7 +8,7 @@ Grids are small (default 3×3..8×8) on a small canvas (default 10×10, ``seq_le
 token scheme (PAD 0, EOS 1, colours +2) and the same writer, split logic, translation and optional
 dihedral/colour augmentation, all from :mod:`reasonlens.hrm.data.arc`: a fraction of the tasks play
 the *evaluation* role (demonstrations in train, test pairs held out in test), the others put all their
-pairs in train. :mod:`reasonlens.hrm.arc_eval` scores predictions on it unchanged.
+pairs in train. :mod:`reasonlens.hrm.evaluation.arc_voting` scores predictions on it unchanged.
 
 Families (colour 0 is the background in all of them):
 
@@ -36,9 +36,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from reasonlens.hrm.config import StrictConfig
 from reasonlens.hrm.data.arc import NUM_COLOURS, ARCTask, build_tasks_dataset
 from reasonlens.hrm.data.format import DatasetError
+from reasonlens.utils.config import StrictConfig
 
 FamilyName = Literal[
     "colour_map", "mirror_complete", "fill_enclosed", "pattern_extend", "gravity", "shift", "copy_recolour"
@@ -230,19 +230,26 @@ FAMILIES: dict[str, tuple[Callable, Callable]] = {
 class SyntheticARCConfig(StrictConfig):
     """A synthetic ARC set; tasks cycle through ``families`` in order."""
 
-    out_dir: Path
-    num_tasks: int = Field(default=200, ge=1)
-    families: list[FamilyName] = Field(default_factory=lambda: list(FAMILIES))
-    canvas_size: int = Field(default=10, ge=3, le=30)
-    min_grid_size: int = Field(default=3, ge=3)
-    max_grid_size: int = Field(default=8, ge=3)
-    demos_per_task: int = Field(default=3, ge=1)
-    tests_per_task: int = Field(default=1, ge=1)
-    evaluation_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
-    num_aug: int = Field(default=0, ge=0)
-    translate: bool = True
-    seed: int = 0
-    overwrite: bool = False
+    out_dir: Path = Field(description="output folder (written atomically)")
+    num_tasks: int = Field(default=200, ge=1, description="tasks (round-robin over the families)")
+    families: list[FamilyName] = Field(
+        default_factory=lambda: list(FAMILIES), description="task families, in the order the tasks cycle through"
+    )
+    canvas_size: int = Field(default=10, ge=3, le=30, description="canvas side (seq_len = side²)")
+    min_grid_size: int = Field(default=3, ge=3, description="smallest grid side of an example")
+    max_grid_size: int = Field(default=8, ge=3, description="largest grid side of an example")
+    demos_per_task: int = Field(default=3, ge=1, description="demonstration pairs per task")
+    tests_per_task: int = Field(default=1, ge=1, description="test pairs per task")
+    evaluation_fraction: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="fraction of the tasks in the evaluation role (demos to train, tests to test)",
+    )
+    num_aug: int = Field(default=0, ge=0, description="augmentations per task")
+    translate: bool = Field(True, description="random translation of train examples")
+    seed: int = Field(0, description="random seed: the same seed gives byte-identical files")
+    overwrite: bool = Field(False, description="replace the output folder if it exists")
 
     @model_validator(mode="after")
     def _sizes_fit(self):

@@ -30,7 +30,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from reasonlens.utils.errors import UserInputError
+
 SET_NAME = "all"
+IGNORE_LABEL_ID = -100  # label of a cell that is not scored (the official value)
 FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
 BLANK_IDENTIFIER = "<blank>"
 
@@ -38,7 +41,7 @@ BLANK_IDENTIFIER = "<blank>"
 DIHEDRAL_INVERSE = [0, 3, 2, 1, 4, 5, 6, 7]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserInputError):
     """A dataset folder or file is missing, malformed, or inconsistent."""
 
 

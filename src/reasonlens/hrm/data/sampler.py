@@ -28,8 +28,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from reasonlens.hrm.data.format import DatasetError, DatasetMetadata, SplitArrays, load_split
-from reasonlens.hrm.losses import IGNORE_LABEL_ID
+from reasonlens.hrm.data.format import IGNORE_LABEL_ID, DatasetError, DatasetMetadata, SplitArrays, load_split
 
 
 def sample_batch(

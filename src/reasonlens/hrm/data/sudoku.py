@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from reasonlens.hrm.config import StrictConfig
 from reasonlens.hrm.data.format import DatasetError, SplitBuilder, make_metadata, write_dataset
 from reasonlens.hrm.data.sudoku_solver import (
     BOX_SHAPES,
@@ -56,6 +55,7 @@ from reasonlens.hrm.data.sudoku_solver import (
     solve,
     valid_grid_mask,
 )
+from reasonlens.utils.config import StrictConfig
 from reasonlens.utils.paths import data_root
 
 __all__ = [
@@ -381,23 +381,25 @@ class SudokuBuildConfig(StrictConfig):
     optionally caps it) or a random part of the train pool (``test_size`` or ``test_fraction``). The difficulty
     filter applies to both splits (like the official ``min_difficulty``)."""
 
-    out_dir: Path
-    source: str | list[str] = Field("generate", description="'generate', 'file', a bank level or a list of them")
+    out_dir: Path = Field(description="output folder (written atomically)")
+    source: str | list[str] = Field(
+        "generate", description="'generate', 'file', or bank level(s): " + ", ".join(BANK_LEVELS)
+    )
     size: int | None = Field(None, description="4, 6 or 9; generate (default 9); files (default: line length)")
     train_size: int | None = Field(None, ge=1, description="train puzzles before augmentation; default: all")
-    test_size: int | None = Field(None, ge=1)
-    test_fraction: float | None = Field(None, gt=0, lt=1)
-    test_source: str | list[str] | None = None
-    train_file: Path | None = None
-    test_file: Path | None = None
+    test_size: int | None = Field(None, ge=1, description="test puzzles")
+    test_fraction: float | None = Field(None, gt=0, lt=1, description="hold out this fraction of the source as test")
+    test_source: str | list[str] | None = Field(None, description="bank level(s) used only for test")
+    train_file: Path | None = Field(None, description="file: your puzzles (official CSV or one per line)")
+    test_file: Path | None = Field(None, description="file: your test puzzles")
     subsample_size: int | None = Field(None, ge=1, description="official: randomly subsample the train split")
-    num_aug: int = Field(0, ge=0, description="augmented copies of each train puzzle (official num_aug)")
-    difficulty: str | list[str] | None = Field(None, description="bucket(s): easy, moderate, hard")
-    min_backtracks: int | None = Field(None, ge=0)
-    max_backtracks: int | None = Field(None, ge=0)
-    target_clues: int | None = Field(None, ge=0, description="generate: stop removing givens at this many")
-    seed: int = 0
-    overwrite: bool = False
+    num_aug: int = Field(0, ge=0, description="augmented copies of each train puzzle (official num_aug: 1000)")
+    difficulty: str | list[str] | None = Field(None, description="bucket(s): " + ", ".join(DIFFICULTIES))
+    min_backtracks: int | None = Field(None, ge=0, description="minimum solver backtracks")
+    max_backtracks: int | None = Field(None, ge=0, description="maximum solver backtracks")
+    target_clues: int | None = Field(None, ge=0, description="generate: stop removing givens at this many clues")
+    seed: int = Field(0, description="random seed: the same seed gives byte-identical files")
+    overwrite: bool = Field(False, description="replace the output folder if it exists")
 
     @field_validator("source", mode="before")
     @classmethod

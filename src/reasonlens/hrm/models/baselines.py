@@ -7,7 +7,7 @@
   (deep supervision, Q-halting). ``act_enabled: false`` turns the Q-halting off (every slot runs
   ``halt_max_steps`` segments in training too).
 - :class:`HRM` — the paper-notation model of seed 003, ``HRM(input_dim, hidden_dim, output_dim, N, T)``,
-  for vector inputs: f_I (linear), f_L and f_H (reasoning modules of :class:`~reasonlens.hrm.layers.Block`),
+  for vector inputs: f_I (linear), f_L and f_H (reasoning modules of :class:`~reasonlens.hrm.models.layers.Block`),
   f_O (linear); N high-level cycles of T low-level steps with the 1-step gradient.
 """
 
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from reasonlens.hrm.config import TransformerACTConfig
-from reasonlens.hrm.layers import Block, CastedLinear, ReasoningModule, RotaryEmbedding, trunc_normal_init_
-from reasonlens.hrm.model import ACTModel, RecurrentCore, hierarchical_segment
+from reasonlens.hrm.models.config import TransformerACTConfig
+from reasonlens.hrm.models.hrm_act_v1 import ACTModel, RecurrentCore, hierarchical_segment
+from reasonlens.hrm.models.layers import Block, CastedLinear, ReasoningModule, RotaryEmbedding, trunc_normal_init_
 
 # --------------------------------------------------------------------------------------------
 # Direct prediction: a plain transformer in the ACT loop

@@ -1,29 +1,11 @@
-"""Activation patching for the HRM family (seed 000) on the interp engine.
+"""Seed 000's activation patching of HRM-family models: one source → target patch with its metrics, saved
+activations and board picture (``scripts/activation_patching.py``, ``reasonlens patch``), and batched sweeps
+over many pairs (``scripts/batch_activation_patching.py``, ``reasonlens patch-batch``), all run by the
+interp engine through :class:`~reasonlens.hrm.analysis.adapter.HRMAdapter`.
 
-**What runs.** An analysis run is an eval-mode ACT rollout: every puzzle runs exactly ``max_steps``
-segments from a fresh carry (eval never halts early, so every row makes the same module calls) and is
-scored on the last segment's prediction: token accuracy over the labelled cells, exact solve, and which
-cells are right.
-
-**Call indices** (eval mode; training adds a 6-call target-Q pass per step). With N = ``H_cycles``,
-T = ``L_cycles``, in ACT step s, high-level cycle h and low-level step t:
-
-- HRM-ACT-v1: ``inner.L_level`` call ``s·N·T + h·T + t``; ``inner.H_level`` call ``s·N + h``; a block
-  ``inner.L_level.layers.i`` has the call index of its module.
-- TRM (one net): ``inner.L_level`` runs N·(T+1) times per step — per recursion T latent updates then
-  the answer update.
-- The transformer baseline: ``inner.H_level`` call ``s·H_cycles + h``.
-
-**Aliases** ``z_H@s`` / ``z_L@s``: the high / low-level state *produced by* ACT step s (the carry the next
-step starts from; ``z_H@s`` is what step s's answer is read from). For HRM that is the last
-``H_level`` / ``L_level`` call of step s. Patching ``z_H@s`` therefore changes step s's output and every
-later step. Positions are positions of the state: the puzzle-embedding prefix first
-(``inner.puzzle_emb_len`` slots), then the puzzle's cells — :func:`level_interventions` takes *cell*
-positions and adds the prefix.
-
-:class:`HRMAdapter` supplies the run, the aliases and the metric to :func:`reasonlens.interp.run_sweep`.
-:func:`run_single_patch` and :func:`run_patch_sweep` are what ``scripts/activation_patching.py``,
-``scripts/batch_activation_patching.py`` and ``reasonlens patch`` / ``patch-batch`` call.
+Levels ``H`` / ``L`` / ``both`` patch the aliases ``z_H`` / ``z_L`` (the state each ACT step produces) at
+the chosen ACT steps; positions are *cell* positions, to which :func:`level_interventions` adds the
+puzzle-embedding prefix. :class:`ActivationPatcher` is the seed's own vocabulary over the same machinery.
 """
 
 from __future__ import annotations
@@ -31,142 +13,28 @@ from __future__ import annotations
 import html
 import itertools
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from reasonlens.hrm.baselines import TransformerACT
-from reasonlens.hrm.checkpoint import load_checkpoint
-from reasonlens.hrm.data.format import DatasetError, load_split
-from reasonlens.hrm.data.sampler import collate_examples
-from reasonlens.hrm.evaluate import halting_at
-from reasonlens.hrm.evaluation_run import trained_data_path
-from reasonlens.hrm.losses import IGNORE_LABEL_ID
-from reasonlens.hrm.model import ACTModel
-from reasonlens.hrm.trm import TRM
-from reasonlens.interp import Alias, Experiment, InterpError, Intervention, PatchResult, probe_sites, validate
+from reasonlens.hrm.analysis.adapter import HRMAdapter
+from reasonlens.interp import Experiment, InterpError, Intervention, PatchResult, validate
 from reasonlens.interp.hooks import SitePatch, capture, intervene
+from reasonlens.interp.report import board_heatmap, grid_html, heatmap, table_html, write_html_report
+from reasonlens.interp.results import aggregate, save_results
+from reasonlens.interp.spec import parse_indices
 from reasonlens.interp.sweep import run_looped, run_sweep, single_row_patch
-from reasonlens.utils.device import resolve_device
+from reasonlens.utils.io import torch_save_atomic, write_json, write_yaml
 
 LEVEL_SITES = {"H": ("z_H",), "L": ("z_L",), "both": ("z_H", "z_L")}
 
 
-def hrm_aliases(model: ACTModel) -> dict[str, Alias]:
-    """``z_H`` / ``z_L`` as module-call aliases (see the module docstring)."""
-    c = model.config
-    if isinstance(model, TRM):
-        per_step = c.H_cycles * (c.L_cycles + 1)
-        return {
-            "z_H": Alias("inner.L_level", per_step, per_step - 1, "answer state after each ACT step"),
-            "z_L": Alias("inner.L_level", per_step, per_step - 2, "latent state after each ACT step"),
-        }
-    if isinstance(model, TransformerACT):
-        return {"z_H": Alias("inner.H_level", c.H_cycles, c.H_cycles - 1, "state after each ACT step")}
-    per_step_l = c.H_cycles * c.L_cycles
-    return {
-        "z_H": Alias("inner.H_level", c.H_cycles, c.H_cycles - 1, "high-level state after each ACT step"),
-        "z_L": Alias("inner.L_level", per_step_l, per_step_l - 1, "low-level state after each ACT step"),
-    }
-
-
-def call_index(model: ACTModel, module: str, step: int, h_cycle: int = 0, l_cycle: int = 0) -> int:
-    """The call index of ``inner.L_level`` / ``inner.H_level`` (or a block in them) for (ACT step, H
-    cycle, L cycle), in eval mode."""
-    c = model.config
-    if isinstance(model, TRM):
-        return step * c.H_cycles * (c.L_cycles + 1) + h_cycle * (c.L_cycles + 1) + l_cycle
-    if module.startswith("inner.L_level"):
-        return step * c.H_cycles * c.L_cycles + h_cycle * c.L_cycles + l_cycle
-    if module.startswith("inner.H_level"):
-        return step * c.H_cycles + h_cycle
-    raise InterpError(
-        f"{module!r} runs once per segment or is not a reasoning module; use inner.L_level / inner.H_level"
-    )
-
-
-class HRMAdapter:
-    """Runs an HRM-family model on examples of a puzzle dataset split for ``max_steps`` ACT segments."""
-
-    def __init__(
-        self,
-        model: ACTModel,
-        dataset_dir: str | os.PathLike,
-        split: str = "test",
-        max_steps: int | None = None,
-        device: str | torch.device = "cpu",
-    ):
-        self.device = resolve_device(device) if isinstance(device, str) else device
-        self.model = model.to(self.device).eval()
-        self.dataset_dir = Path(dataset_dir)
-        self.metadata, self.arrays = load_split(dataset_dir, split)
-        if self.metadata.seq_len != model.config.seq_len:
-            raise DatasetError(
-                f"{dataset_dir} has puzzles of {self.metadata.seq_len} cells but the model was built "
-                f"for {model.config.seq_len}"
-            )
-        self.max_steps = max_steps or model.config.halt_max_steps
-        self.aliases = hrm_aliases(model)
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint, data=None, split="test", max_steps=None, device="auto") -> HRMAdapter:
-        data = data or trained_data_path(Path(checkpoint))
-        if data is None:
-            raise InterpError(f"no dataset recorded for {checkpoint}; pass the dataset folder (--data DIR)")
-        meta, _ = load_split(data, split)
-        model = load_checkpoint(checkpoint, seq_len=meta.seq_len, data_path=data)
-        return cls(model, data, split, max_steps, device)
-
-    @property
-    def prefix_len(self) -> int:
-        return self.model.inner.puzzle_emb_len
-
-    @property
-    def num_examples(self) -> int:
-        return self.arrays.num_examples
-
-    def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-        indices = np.asarray(indices)
-        if indices.size and (indices.min() < 0 or indices.max() >= self.num_examples):
-            raise InterpError(
-                f"puzzle index {int(indices.max())} is out of range: the split has "
-                f"{self.num_examples} puzzles (0..{self.num_examples - 1})"
-            )
-        return {k: v.to(self.device) for k, v in collate_examples(self.metadata, self.arrays, indices).items()}
-
-    def run(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        carry = self.model.initial_carry(batch)
-        with halting_at(self.model, self.max_steps):
-            for _ in range(self.max_steps):
-                carry, outputs = self.model(carry, batch)
-        return outputs["logits"]
-
-    def score(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        labels = batch["labels"]
-        scored = labels != IGNORE_LABEL_ID
-        correct = (logits.argmax(-1) == labels) & scored
-        counts = scored.sum(-1).clamp_min(1)
-        return {
-            "accuracy": correct.sum(-1) / counts,
-            "exact": (correct.sum(-1) == scored.sum(-1)).float(),
-            "correct": correct,
-        }
-
-    def sites(self) -> dict:
-        return probe_sites(self.model, lambda: self.run(self.batch([0])), self.aliases)
-
-    def grid(self, tokens: np.ndarray) -> np.ndarray:
-        side = round(len(tokens) ** 0.5)
-        return np.asarray(tokens).reshape(side, side) if side * side == len(tokens) else np.asarray(tokens)[None]
-
-
 def parse_steps(text: str, max_steps: int) -> tuple[int, ...] | None:
     """``all`` → None (every step); ``0,1,2`` → (0, 1, 2); ranges ``0-3`` allowed."""
-    from reasonlens.interp.spec import _parse_indices
-
-    steps = _parse_indices(text, "step", f"--patch_steps {text}")
+    steps = parse_indices(text, "step", f"--patch_steps {text}")
     if steps is not None and steps[-1] >= max_steps:
         raise InterpError(
             f"--patch_steps {text}: step {steps[-1]} is beyond the run's {max_steps} steps "
@@ -201,9 +69,6 @@ def run_single_patch(
     log=print,
 ) -> dict:
     """One source → target patch: metrics YAML, cached activations (.pt), board picture, console analysis."""
-    from reasonlens.interp.spec import _parse_indices
-    from reasonlens.utils.io import write_yaml
-
     source_adapter = source_adapter or adapter
     if source_adapter.metadata.seq_len != adapter.metadata.seq_len:
         raise InterpError(
@@ -211,7 +76,7 @@ def run_single_patch(
             f"{adapter.metadata.seq_len}: patching needs source and target of the same shape"
         )
     steps = parse_steps(steps_text, adapter.max_steps)
-    positions = _parse_indices(positions_text, "position", f"--patch_positions {positions_text}")
+    positions = parse_indices(positions_text, "position", f"--patch_positions {positions_text}")
     interventions = level_interventions(level, steps, positions, adapter.prefix_len)
     validate(interventions, adapter.sites(), call_word="step")
 
@@ -266,8 +131,6 @@ def run_single_patch(
     payload = {
         kind: {site: cache.stacked(site)[:, 0].cpu() for site in cache.sites()} for kind, cache in activations.items()
     }
-    from reasonlens.utils.io import torch_save_atomic
-
     torch_save_atomic({"activations": payload, "config": record["config"]}, output_dir / f"activations_{name}.pt")
     picture = _board_picture(adapter, target_batch, baseline, patched, positions, output_dir / f"board_{name}.png")
     for line in console_analysis(metrics, level, steps_text):
@@ -283,8 +146,6 @@ def run_single_patch(
 
 
 def _board_picture(adapter, batch, baseline, patched, positions, path):
-    from reasonlens.interp.report import board_heatmap
-
     change = patched["correct"][0].float() - baseline["correct"][0].float()
     labels = batch["labels"][0].clamp_min(0).cpu().numpy()
     marks = np.zeros(len(labels), dtype=bool)
@@ -379,12 +240,6 @@ def run_patch_sweep(
 ) -> dict:
     """All (source, target) pairs × levels × step configs through the batched engine; writes one YAML per
     experiment, results.{json,csv}, summary.json, heatmaps and report.html."""
-    import time
-
-    from reasonlens.interp.report import board_heatmap, grid_html, heatmap, table_html, write_html_report
-    from reasonlens.interp.results import aggregate, save_results
-    from reasonlens.utils.io import write_json, write_yaml
-
     output_dir = Path(output_dir)
     experiments = build_experiments(adapter, num_puzzles, levels, steps_configs, mode)
     started = time.perf_counter()

@@ -50,14 +50,6 @@ class HRMConfig(StrictConfig):
     forward_dtype: ForwardDtype = "bfloat16"
     # The official create_model passes causal=False; HRM attention is always bidirectional.
     causal: bool = False
-    # Ours (not in the official config): L-updates per segment that carry gradient; 1 is the official
-    # 1-step gradient, H_cycles·L_cycles is full backpropagation through the segment (HRM only).
-    gradient_steps: int = Field(1, ge=1)
-    # Ours, for the noise-and-sparsity study (HRM only; 0 = the official model): Gaussian noise of this
-    # std added to z_L and z_H after every update in training mode (the states have RMS 1, so it is
-    # relative), and an L1 penalty of this weight on each segment's final z_H and z_L (mean |z| per row).
-    state_noise: float = Field(0.0, ge=0)
-    state_l1: float = Field(0.0, ge=0)
 
     @field_validator("causal")
     @classmethod
@@ -74,11 +66,6 @@ class HRMConfig(StrictConfig):
             raise ValueError(
                 f"RoPE needs an even head dim; hidden_size/num_heads = {self.hidden_size // self.num_heads}"
             )
-        if self.gradient_steps > self.H_cycles * self.L_cycles:
-            raise ValueError(
-                f"gradient_steps ({self.gradient_steps}) can be at most H_cycles·L_cycles = "
-                f"{self.H_cycles * self.L_cycles} (1: the 1-step gradient; the maximum: full BPTT)"
-            )
         return self
 
     @property
@@ -94,15 +81,6 @@ class HRMConfig(StrictConfig):
     def total_seq_len(self) -> int:
         """Sequence length the blocks see: prefix positions + ``seq_len``."""
         return self.seq_len + self.prefix_len
-
-
-HRM_ONLY_FIELDS = {"gradient_steps": 1, "state_noise": 0.0, "state_l1": 0.0}
-
-
-def _reject_hrm_only(config: HRMConfig, arch: str) -> None:
-    for name, default in HRM_ONLY_FIELDS.items():
-        if getattr(config, name) != default:
-            raise ValueError(f"{name} is an HRM-only option; {arch} supports only the default {default}")
 
 
 class TRMConfig(HRMConfig):
@@ -130,7 +108,6 @@ class TRMConfig(HRMConfig):
 
     @model_validator(mode="after")
     def _check_prefix(self):
-        _reject_hrm_only(self, "TRM")
         if self.puzzle_emb_ndim > self.prefix_len * self.hidden_size:
             raise ValueError(
                 f"puzzle_emb_ndim ({self.puzzle_emb_ndim}) does not fit in puzzle_emb_len "
@@ -147,8 +124,3 @@ class TransformerACTConfig(HRMConfig):
     H_layers: int = Field(8, ge=1)
     L_layers: int = Field(0, ge=0)
     act_enabled: bool = True
-
-    @model_validator(mode="after")
-    def _check_hrm_only(self):
-        _reject_hrm_only(self, "the transformer baseline")
-        return self

@@ -1,4 +1,4 @@
-"""Argument parsing for HRM activation patching, with the flags of seed 000 exactly
+"""The seed-000 patching commands: argument parsing for HRM activation patching, with the flags of seed 000 exactly
 (``--checkpoint --source_puzzle_idx --target_puzzle_idx --patch_level --patch_steps --patch_positions
 --max_steps --output_dir --device``; batch: ``--num_puzzles --patch_levels --patch_steps_configs --mode``).
 ``scripts/activation_patching.py``, ``scripts/batch_activation_patching.py`` and ``reasonlens patch`` /
@@ -7,7 +7,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from reasonlens.cli.errors import exit_code
+from reasonlens.hrm.analysis.adapter import HRMAdapter
+from reasonlens.hrm.analysis.patching import run_patch_sweep, run_single_patch
+from reasonlens.hrm.data.format import load_split
+from reasonlens.interp import InterpError
 
 DEFAULT_CHECKPOINT = "runs/demo"  # what `reasonlens demo` trains
 
@@ -60,31 +65,13 @@ def batch_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(function) -> int:
-    from reasonlens.hrm.checkpoint import CheckpointError
-    from reasonlens.hrm.data.format import DatasetError
-    from reasonlens.interp import InterpError
-
-    try:
-        function()
-    except (InterpError, CheckpointError, DatasetError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
 def main_single(argv: list[str] | None = None) -> int:
     args = single_parser().parse_args(argv)
 
     def go():
-        from reasonlens.hrm.patching import HRMAdapter, run_single_patch
-
         adapter = HRMAdapter.from_checkpoint(args.checkpoint, args.data, max_steps=args.max_steps, device=args.device)
         source = None
         if args.source_data:
-            from reasonlens.hrm.data.format import load_split
-            from reasonlens.interp import InterpError
-
             source_cells = load_split(args.source_data, "test")[0].seq_len
             if source_cells != adapter.metadata.seq_len:
                 raise InterpError(
@@ -104,18 +91,16 @@ def main_single(argv: list[str] | None = None) -> int:
         )
         print(f"wrote {result['files']['yaml']}, {result['files']['activations']}, {result['files']['board']}")
 
-    return _run(go)
+    return exit_code(go)
 
 
 def main_batch(argv: list[str] | None = None) -> int:
     args = batch_parser().parse_args(argv)
 
     def go():
-        from reasonlens.hrm.patching import HRMAdapter, run_patch_sweep
-
         adapter = HRMAdapter.from_checkpoint(args.checkpoint, args.data, max_steps=args.max_steps, device=args.device)
         levels = [level.strip() for level in args.patch_levels.split(",") if level.strip()]
         steps = [s.strip().replace("+", ",") for s in args.patch_steps_configs.split(",") if s.strip()]
         run_patch_sweep(adapter, args.num_puzzles, levels, steps, args.mode, args.output_dir, args.chunk_size)
 
-    return _run(go)
+    return exit_code(go)

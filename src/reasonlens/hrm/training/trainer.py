@@ -34,22 +34,24 @@ import torch
 import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from reasonlens.hrm.checkpoint import OPTIMIZER_FILE, build_model, save_checkpoint, transfer_weights
 from reasonlens.hrm.data.format import DatasetMetadata
 from reasonlens.hrm.data.sampler import PuzzleBatches
-from reasonlens.hrm.ema import EMA
-from reasonlens.hrm.evaluate import DEFAULT_SAVE_OUTPUTS, evaluate_model
-from reasonlens.hrm.losses import ACTLossHead, LossType
-from reasonlens.hrm.model import Carry, InnerCarry
-from reasonlens.hrm.optimizers import AdamATan2
-from reasonlens.hrm.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
+from reasonlens.hrm.evaluation.rollout import DEFAULT_SAVE_OUTPUTS, evaluate_model
+from reasonlens.hrm.models.hrm_act_v1 import Carry, InnerCarry
+from reasonlens.hrm.models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
+from reasonlens.hrm.training.checkpoint import OPTIMIZER_FILE, build_model, save_checkpoint, transfer_weights
+from reasonlens.hrm.training.ema import EMA
+from reasonlens.hrm.training.losses import ACTLossHead, LossType
+from reasonlens.hrm.training.optimizers import AdamATan2
+from reasonlens.hrm.training.run_dataset import LOCATION_KEY, location_record
 from reasonlens.utils.device import resolve_device
+from reasonlens.utils.errors import UserInputError
 from reasonlens.utils.io import append_jsonl, write_json
 
 DATASET_FIELDS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
 
 
-class TrainError(ValueError):
+class TrainError(UserInputError):
     """A training run cannot start or resume as asked."""
 
 
@@ -408,7 +410,7 @@ class Trainer:
             with atomic_write(self.run_dir / "eval" / f"step_{self.step}_outputs.npz", "wb") as handle:
                 np.savez_compressed(handle, **outputs)
             if is_arc:
-                from reasonlens.hrm.arc_eval import evaluate_arc_predictions, write_submission
+                from reasonlens.hrm.evaluation.arc_voting import evaluate_arc_predictions, write_submission
 
                 arc = evaluate_arc_predictions(dataset_dir, outputs)
                 write_json(self.run_dir / "eval" / f"step_{self.step}_arc.json", arc)
@@ -431,7 +433,11 @@ class Trainer:
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 "ranks": ranks,
             }
-            run_config = {"train": self.config.model_dump(), "dataset": self.train_batches.metadata.model_dump()}
+            run_config = {
+                "train": self.config.model_dump(),
+                "dataset": self.train_batches.metadata.model_dump(),
+                LOCATION_KEY: location_record(self.config.data_path, self.run_dir),
+            }
             save_checkpoint(
                 self.eval_model(),
                 self.run_dir,
@@ -530,7 +536,7 @@ def default_run_dir(config: TrainConfig) -> str:
 
 def flatten_arc_scores(arc: dict) -> dict[str, float]:
     """ARC voting scores as flat ``eval/arc/<rule>/pass@k`` entries for metrics.jsonl."""
-    from reasonlens.hrm.arc_eval import SCORING_RULES
+    from reasonlens.hrm.evaluation.arc_voting import SCORING_RULES
 
     return {f"eval/arc/{rule}/{key}": value for rule in SCORING_RULES for key, value in arc[rule].items()}
 
@@ -586,7 +592,7 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] = (), **fiel
     import yaml
     from pydantic import ValidationError
 
-    from reasonlens.hrm.config import ConfigError, format_validation_error
+    from reasonlens.hrm.models.config import ConfigError, format_validation_error
     from reasonlens.utils.io import read_yaml
 
     path = Path(path)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from reasonlens.hrm.losses import ACTLossHead
+from reasonlens.hrm.training.losses import ACTLossHead
 
 DEFAULT_SAVE_OUTPUTS = ("inputs", "labels", "puzzle_identifiers", "preds", "q_halt_logits")
 

@@ -4,7 +4,7 @@ For every batch ``(x, y)``: start from the initial state, then ``segments`` time
 ``z, y_hat = model(z, x)``, take the loss against ``y``, **detach** ``z`` (so no gradient flows between
 segments), back-propagate and step the optimizer. It works with any model of that call form — the
 paper-notation :class:`reasonlens.hrm.HRM` in particular. The ACT models' equivalent is the trainer's
-``supervision: per_batch`` (``reasonlens.hrm.train``); the official trainer's default instead keeps the
+``supervision: per_batch`` (``reasonlens.hrm.training.trainer``); the official trainer's default instead keeps the
 carry across batches.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
-from reasonlens.hrm.optimizers import AdamATan2
+from reasonlens.hrm.training.optimizers import AdamATan2
 
 
 def default_criterion(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

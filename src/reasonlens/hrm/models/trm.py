@@ -12,16 +12,16 @@ What differs from HRM-ACT-v1, and nothing else:
 - a 16-position puzzle prefix (``puzzle_emb_len``), ``pos_encodings: none`` allowed, and
   ``mlp_t``: a SwiGLU across the sequence axis instead of attention.
 
-Train with an :class:`reasonlens.hrm.ema.EMA` of the weights (the TRM recipe, ``ema_rate`` 0.999).
+Train with an :class:`reasonlens.hrm.training.ema.EMA` of the weights (the TRM recipe, ``ema_rate`` 0.999).
 """
 
 from __future__ import annotations
 
 import torch
 
-from reasonlens.hrm.config import TRMConfig
-from reasonlens.hrm.layers import Block, ReasoningModule
-from reasonlens.hrm.model import ACTModel, RecurrentCore
+from reasonlens.hrm.models.config import TRMConfig
+from reasonlens.hrm.models.hrm_act_v1 import ACTModel, RecurrentCore
+from reasonlens.hrm.models.layers import Block, ReasoningModule
 
 
 class TRMInner(RecurrentCore):

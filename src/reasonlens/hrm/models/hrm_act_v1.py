@@ -1,6 +1,6 @@
 """HRM-ACT-v1: the Hierarchical Reasoning Model with adaptive computation time.
 
-Numerically equivalent to ``HierarchicalReasoningModel_ACTV1`` of sapientinc/HRM (HRM_SPEC.md §1):
+Numerically equivalent to ``HierarchicalReasoningModel_ACTV1`` of sapientinc/HRM (``models/hrm/hrm_act_v1.py``):
 same module tree and state-dict keys (``inner.H_level.layers.0.self_attn.qkv_proj.weight``, ...), same
 initialisation draws, same cycle schedule, carry semantics, halting and target-Q pass.
 
@@ -12,7 +12,7 @@ Two pieces, as upstream:
 - an *ACT wrapper* (:class:`ACTModel`) that keeps a carry across calls, resets the slots that halted
   and swaps in new data for them, and decides which slots halt after this segment.
 
-TRM (``reasonlens.hrm.trm``) and the direct-prediction baseline (``reasonlens.hrm.baselines``) are
+TRM (``reasonlens.hrm.models.trm``) and the direct-prediction baseline (``reasonlens.hrm.models.baselines``) are
 subclasses that change only the recursion (and, for TRM, the halting rule).
 """
 
@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reasonlens.hrm.config import HRMConfig
-from reasonlens.hrm.layers import (
+from reasonlens.hrm.models.config import HRMConfig
+from reasonlens.hrm.models.layers import (
     Block,
     CastedEmbedding,
     CastedLinear,
@@ -35,7 +36,7 @@ from reasonlens.hrm.layers import (
     RotaryEmbedding,
     trunc_normal_init_,
 )
-from reasonlens.hrm.sparse_embedding import CastedSparseEmbedding
+from reasonlens.hrm.models.sparse_embedding import CastedSparseEmbedding
 from reasonlens.utils.device import DTYPES
 
 # --------------------------------------------------------------------------------------------
@@ -60,6 +61,16 @@ class Carry:
     steps: torch.Tensor
     halted: torch.Tensor
     current_data: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Segment(NamedTuple):
+    """What the inner model returns for one ACT segment (the same five fields for every model)."""
+
+    carry: InnerCarry  # the new states, detached: what the next segment starts from
+    logits: torch.Tensor  # (B, seq_len, vocab) in the forward dtype
+    q_halt: torch.Tensor  # (B,) fp32
+    q_continue: torch.Tensor  # (B,) fp32
+    states: InnerCarry  # the same states before detaching (with gradient in training; for state losses)
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,20 +177,14 @@ class RecurrentCore(nn.Module):
         z_L = torch.where(flag, self.L_init, carry.z_L) if self.has_L_state else None
         return InnerCarry(z_H=torch.where(flag, self.H_init, carry.z_H), z_L=z_L)
 
-    def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor], state_penalty: bool = False):
-        """One segment: returns (new carry (detached), logits (B, seq_len, V), (q_halt, q_continue) fp32),
-        and with ``state_penalty`` a fourth item: ``config.state_l1`` · (mean |z_H| + mean |z_L|) per row
-        (B,), with gradient (the L1 penalty of the sparsity study)."""
-        x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"])
+    def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]) -> Segment:
+        """One ACT segment from ``carry`` on ``batch`` (see :class:`Segment`)."""
+        x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"])  # (B, P + S, D)
         z_H, z_L = self.recur(carry.z_H, carry.z_L, x, self.cos_sin())
         new_carry = InnerCarry(z_H=z_H.detach(), z_L=z_L.detach() if z_L is not None else None)
-        logits = self.lm_head(z_H)[:, self.puzzle_emb_len :]  # drop the prefix positions
+        logits = self.lm_head(z_H)[:, self.puzzle_emb_len :]  # (B, S, V): the prefix positions dropped
         q_logits = self.q_head(z_H[:, 0]).to(torch.float32)  # (B, 2), read at prefix position 0
-        result = (new_carry, logits, (q_logits[..., 0], q_logits[..., 1]))
-        if not state_penalty:
-            return result
-        magnitude = sum(z.float().abs().mean(dim=(1, 2)) for z in (z_H, z_L) if z is not None)
-        return (*result, self.config.state_l1 * magnitude)
+        return Segment(new_carry, logits, q_logits[..., 0], q_logits[..., 1], InnerCarry(z_H, z_L))
 
 
 class HRMInner(RecurrentCore):
@@ -195,35 +200,24 @@ class HRMInner(RecurrentCore):
         self.L_level = ReasoningModule([self.make_block() for _ in range(self.config.L_layers)])
 
     def recur(self, z_H, z_L, x, cos_sin):
-        c = self.config
-        noise = c.state_noise if self.training else 0.0
         return hierarchical_segment(
-            self.L_level, self.H_level, z_H, z_L, x, c.H_cycles, c.L_cycles, cos_sin, c.gradient_steps, noise
+            self.L_level, self.H_level, z_H, z_L, x, self.config.H_cycles, self.config.L_cycles, cos_sin
         )
 
 
-def hierarchical_segment(
-    L_level, H_level, z_H, z_L, x, n_high: int, n_low: int, cos_sin=None, gradient_steps: int = 1, noise: float = 0.0
-):
+def hierarchical_segment(L_level, H_level, z_H, z_L, x, n_high: int, n_low: int, cos_sin=None):
     """HRM's segment: ``n_high`` cycles of ``n_low`` L-updates (from ``z_H + x``) each followed by an
-    H-update (from ``z_L``). Only the last ``gradient_steps`` L-updates, and the H-updates after the
-    first of them, carry gradient: 1 is the official 1-step gradient (the final L and H updates),
-    ``n_high·n_low`` is backpropagation through the whole segment. Forward values do not depend on it.
-    ``noise`` > 0 adds N(0, noise²) to every new state."""
-    grad = torch.is_grad_enabled()
-    first_with_grad = n_high * n_low - gradient_steps  # index of the first L-update with gradient
-    done = 0
-    for _ in range(n_high):
-        for _ in range(n_low):
-            with torch.set_grad_enabled(grad and done >= first_with_grad):
-                z_L = L_level(z_L, z_H + x, cos_sin)
-                if noise:
-                    z_L = z_L + noise * torch.randn_like(z_L)
-            done += 1
-        with torch.set_grad_enabled(grad and done > first_with_grad):
-            z_H = H_level(z_H, z_L, cos_sin)
-            if noise:
-                z_H = z_H + noise * torch.randn_like(z_H)
+    H-update (from ``z_L``). All but the last L-update and the last H-update run without gradient; those
+    two carry it (the 1-step gradient of the paper and the official code)."""
+    with torch.no_grad():
+        for high in range(n_high):
+            for low in range(n_low):
+                if not (high == n_high - 1 and low == n_low - 1):
+                    z_L = L_level(z_L, z_H + x, cos_sin)
+            if high != n_high - 1:
+                z_H = H_level(z_H, z_L, cos_sin)
+    z_L = L_level(z_L, z_H + x, cos_sin)
+    z_H = H_level(z_H, z_L, cos_sin)
     return z_H, z_L
 
 
@@ -282,6 +276,10 @@ class ACTModel(nn.Module):
     def act_active(self) -> bool:
         return self.training and self.config.halt_max_steps > 1
 
+    def segment_outputs(self, segment: Segment) -> dict[str, torch.Tensor]:
+        """What one call returns besides the carry (study variants add to it)."""
+        return {"logits": segment.logits, "q_halt_logits": segment.q_halt, "q_continue_logits": segment.q_continue}
+
     # -- forward ------------------------------------------------------------------------------
 
     def forward(self, carry: Carry, batch: dict[str, torch.Tensor]) -> tuple[Carry, dict[str, torch.Tensor]]:
@@ -293,11 +291,9 @@ class ACTModel(nn.Module):
             for k, v in carry.current_data.items()
         }
 
-        penalise = self.config.state_l1 > 0
-        inner_carry, logits, (q_halt, q_continue), *penalty = self.inner(inner_carry, current_data, penalise)
-        outputs = {"logits": logits, "q_halt_logits": q_halt, "q_continue_logits": q_continue}
-        if penalise:
-            outputs["state_l1"] = penalty[0]
+        segment = self.inner(inner_carry, current_data)
+        inner_carry, q_halt, q_continue = segment.carry, segment.q_halt, segment.q_continue
+        outputs = self.segment_outputs(segment)
 
         with torch.no_grad():
             steps = steps + 1
@@ -312,7 +308,8 @@ class ACTModel(nn.Module):
                 if self.uses_target_q():
                     # Bootstrapped target (no replay buffer or target network, cf. PQN): the Q values
                     # of one more segment from the new carry on the same data.
-                    next_q_halt, next_q_continue = self.inner(inner_carry, current_data)[-1]
+                    following = self.inner(inner_carry, current_data)
+                    next_q_halt, next_q_continue = following.q_halt, following.q_continue
                     outputs["target_q_continue"] = torch.sigmoid(
                         torch.where(is_last_step, next_q_halt, torch.maximum(next_q_halt, next_q_continue))
                     )

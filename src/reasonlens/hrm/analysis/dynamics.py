@@ -1,6 +1,6 @@
 """How an HRM-family checkpoint reasons over time (HRM paper §4, seed 003 phase 4): trajectories of its
 states, forward residuals (convergence), participation ratios (dimensionality) and inference-time
-scaling, all from eval-mode rollouts of :class:`~reasonlens.hrm.patching.HRMAdapter`.
+scaling, all from eval-mode rollouts of :class:`~reasonlens.hrm.analysis.adapter.HRMAdapter`.
 
 **Trajectories.** Every call of the reasoning modules is recorded in order through the interp engine's
 capture hooks: ``inner.L_level`` (HRM: one call per low-level step; TRM: its single net) and
@@ -27,8 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from reasonlens.hrm.evaluate import halting_at
-from reasonlens.hrm.losses import IGNORE_LABEL_ID
+from reasonlens.hrm.analysis.adapter import hrm_aliases
+from reasonlens.hrm.data.format import IGNORE_LABEL_ID
+from reasonlens.hrm.evaluation.rollout import halting_at
+from reasonlens.hrm.evaluation.scoring import score_predictions
+from reasonlens.hrm.training.checkpoint import build_model, model_arch
 from reasonlens.interp import InterpError, SitePatch, capture, intervene
 
 MODULES = ("inner.L_level", "inner.H_level")
@@ -165,8 +168,6 @@ def participation_ratio(x: torch.Tensor) -> float:
 
 def step_states(trajectories: Trajectories, model, level: str) -> torch.Tensor:
     """(N, steps, cells, hidden): ``z_H@s`` or ``z_L@s`` — the state each ACT segment hands on."""
-    from reasonlens.hrm.patching import hrm_aliases
-
     alias = hrm_aliases(model).get(f"z_{level}")
     if alias is None:
         raise InterpError(f"{type(model).__name__} has no z_{level} state")
@@ -249,12 +250,8 @@ def cycle_view(trajectories: Trajectories, model) -> Trajectories:
 def per_step_accuracy(trajectories: Trajectories) -> list[dict]:
     """Token and exact accuracy of the prediction after each segment, and when halting by the Q head
     (each puzzle answered at its first segment with q_halt > q_continue, else the last run)."""
-    labels = trajectories.labels
-    scored = labels != IGNORE_LABEL_ID
-    predictions = trajectories.logits.argmax(-1)  # (steps, N, cells)
-    correct = (predictions == labels) & scored
-    exact = correct.sum(-1) == scored.sum(-1)  # (steps, N)
-    token = correct.sum(-1) / scored.sum(-1).clamp_min(1)
+    scores = score_predictions(trajectories.logits.argmax(-1), trajectories.labels)  # logits (steps, N, cells, V)
+    exact, token = scores.exact, scores.accuracy  # (steps, N)
     wants_halt = trajectories.q_halt > trajectories.q_continue  # (steps, N)
     rows = []
     for m in range(1, trajectories.steps + 1):
@@ -337,3 +334,12 @@ def state_sparsity(trajectories: Trajectories, model, threshold: float = 0.1) ->
         out[f"hoyer_{level}"] = hoyer_sparsity(rows)
         out[f"near_zero_{level}"] = float((rows.abs() < threshold * rms).double().mean())
     return out
+
+
+# ---------------------------------------------------------------------------- references
+
+
+def untrained_twin(model, seed: int = 0):
+    """The same architecture, freshly initialised (the paper's "untrained" reference)."""
+    torch.manual_seed(seed)
+    return build_model(model_arch(model), model.config.model_dump()).to(next(model.parameters()).device).eval()

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.optim.optimizer import Optimizer
 
-from reasonlens.hrm.layers import trunc_normal_init_
+from reasonlens.hrm.models.layers import trunc_normal_init_
 
 
 class CastedSparseEmbedding(nn.Module):

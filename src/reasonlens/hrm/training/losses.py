@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IGNORE_LABEL_ID = -100
+from reasonlens.hrm.data.format import IGNORE_LABEL_ID
+from reasonlens.hrm.evaluation.scoring import score_predictions
 
 LossType = Literal["stablemax_cross_entropy", "softmax_cross_entropy"]
 
@@ -86,17 +87,15 @@ class ACTLossHead(nn.Module):
         logits = outputs["logits"]
 
         with torch.no_grad():
-            mask = labels != IGNORE_LABEL_ID
-            loss_counts = mask.sum(-1)
-            loss_divisor = loss_counts.clamp_min(1).unsqueeze(-1)  # rows without labels: avoid 0/0
             preds = torch.argmax(logits, dim=-1)
-            is_correct = mask & (preds == labels)
-            seq_is_correct = is_correct.sum(-1) == loss_counts
+            scores = score_predictions(preds, labels)
+            loss_counts, seq_is_correct = scores.counted, scores.exact
+            loss_divisor = loss_counts.clamp_min(1).unsqueeze(-1)  # rows without labels: avoid 0/0
 
             valid = new_carry.halted & (loss_counts > 0)
             metrics = {
                 "count": valid.sum(),
-                "accuracy": torch.where(valid, (is_correct.to(torch.float32) / loss_divisor).sum(-1), 0).sum(),
+                "accuracy": torch.where(valid, scores.accuracy, 0).sum(),
                 "exact_accuracy": (valid & seq_is_correct).sum(),
                 "q_halt_accuracy": (valid & ((outputs["q_halt_logits"] >= 0) == seq_is_correct)).sum(),
                 "steps": torch.where(valid, new_carry.steps, 0).sum(),

@@ -20,15 +20,18 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from reasonlens.hrm.baselines import TransformerACT
-from reasonlens.hrm.config import HRM_ONLY_FIELDS, ConfigError
-from reasonlens.hrm.model import ACTModel, HRMACTv1
-from reasonlens.hrm.trm import TRM
+from reasonlens.hrm.models.baselines import TransformerACT
+from reasonlens.hrm.models.config import ConfigError
+from reasonlens.hrm.models.hrm_act_v1 import ACTModel, HRMACTv1
+from reasonlens.hrm.models.study_variants import STUDY_DEFAULTS, HRMACTv1Study, build_hrm
+from reasonlens.hrm.models.trm import TRM
+from reasonlens.utils.errors import UserInputError
 from reasonlens.utils.io import load_safetensors, read_yaml, save_safetensors, torch_save_atomic, write_yaml
 
 MODEL_FILE = "model.safetensors"
@@ -37,7 +40,14 @@ OPTIMIZER_FILE = "optimizer.pt"
 OFFICIAL_CONFIG_FILE = "all_config.yaml"
 OFFICIAL_WEIGHT_FILE = "checkpoint"
 
-ARCHS: dict[str, type[ACTModel]] = {"hrm_act_v1": HRMACTv1, "trm": TRM, "transformer_act": TransformerACT}
+# arch name -> how to build it from a model config (HRM: the official class, or its study variant)
+ARCHS: dict[str, Callable[[dict], ACTModel]] = {"hrm_act_v1": build_hrm, "trm": TRM, "transformer_act": TransformerACT}
+ARCH_OF_CLASS: dict[type[ACTModel], str] = {
+    HRMACTv1: "hrm_act_v1",
+    HRMACTv1Study: "hrm_act_v1",
+    TRM: "trm",
+    TransformerACT: "transformer_act",
+}
 
 # official "module@Class" names ↔ our arch names
 OFFICIAL_ARCH_NAMES = {
@@ -73,15 +83,14 @@ _OFFICIAL_TRAIN_DEFAULTS = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserInputError):
     """A checkpoint is missing, malformed, or does not fit the model config."""
 
 
 def model_arch(model: ACTModel) -> str:
-    for name, cls in ARCHS.items():
-        if type(model) is cls:
-            return name
-    raise CheckpointError(f"no checkpoint arch registered for {type(model).__name__}; known: {', '.join(ARCHS)}")
+    if type(model) not in ARCH_OF_CLASS:
+        raise CheckpointError(f"no checkpoint arch registered for {type(model).__name__}; known: {', '.join(ARCHS)}")
+    return ARCH_OF_CLASS[type(model)]
 
 
 def build_model(arch: str, model_config: dict) -> ACTModel:
@@ -265,7 +274,7 @@ def export_official_checkpoint(
 
     fields = model.config.model_dump()
     arch_section = {"name": EXPORT_ARCH_NAMES[arch], "loss": {"name": "losses@ACTLossHead", "loss_type": loss_type}}
-    arch_section.update({k: v for k, v in fields.items() if k not in (*_DATASET_FIELDS, "causal", *HRM_ONLY_FIELDS)})
+    arch_section.update({k: v for k, v in fields.items() if k not in (*_DATASET_FIELDS, "causal", *STUDY_DEFAULTS)})
     config = {"arch": arch_section, **_OFFICIAL_TRAIN_DEFAULTS, **(train_config or {})}
     # ignored by the official PretrainConfig, read back by load_official_checkpoint
     config["reasonlens"] = {k: fields[k] for k in _DATASET_FIELDS} | {"arch": arch}

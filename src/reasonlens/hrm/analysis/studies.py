@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field, field_validator
 
-from reasonlens.hrm import dynamics
-from reasonlens.hrm.patching import HRMAdapter
-from reasonlens.hrm.train import load_train_config, train
+from reasonlens.hrm.analysis import dynamics
+from reasonlens.hrm.analysis.adapter import HRMAdapter
+from reasonlens.hrm.training.trainer import load_train_config, train
 from reasonlens.interp import InterpError
 from reasonlens.interp.report import pyplot, save_figure
 from reasonlens.utils.config import StrictConfig
@@ -100,7 +100,7 @@ def convergence_summary(result: dict, l_cycles: int) -> dict:
 
 def saved_bytes(adapter: HRMAdapter) -> int:
     """Bytes autograd saves for one training-mode loss on one batch of 16 test puzzles."""
-    from reasonlens.hrm.losses import ACTLossHead
+    from reasonlens.hrm.training.losses import ACTLossHead
 
     model = adapter.model.train()
     head = ACTLossHead(model)

@@ -1,0 +1,102 @@
+"""``reasonlens evaluate``: evaluate a checkpoint (ours or official) on a dataset's test split and write the
+results (JSON; ARC datasets also a submission file and voting pass@k)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from reasonlens.cli.errors import user_errors
+from reasonlens.hrm.data.format import DatasetError
+from reasonlens.hrm.data.sampler import PuzzleBatches
+from reasonlens.hrm.evaluation.arc_voting import SCORING_RULES, evaluate_arc_predictions, write_submission
+from reasonlens.hrm.evaluation.rollout import DEFAULT_SAVE_OUTPUTS, evaluate_model
+from reasonlens.hrm.training.checkpoint import load_checkpoint
+from reasonlens.hrm.training.run_dataset import dataset_of_run
+from reasonlens.utils.device import resolve_device
+from reasonlens.utils.io import atomic_write, write_json
+
+
+def run_evaluation(
+    checkpoint, data=None, max_steps=None, batch_size=256, device="auto", out=None, save_predictions=False
+) -> dict:
+    checkpoint = Path(checkpoint)
+    data = dataset_of_run(checkpoint, data)
+    device = resolve_device(device)
+    batches = PuzzleBatches(data, "test", batch_size)
+    meta = batches.metadata
+    model = load_checkpoint(checkpoint, device=device, seq_len=meta.seq_len, data_path=data)
+    for field in ("seq_len", "vocab_size"):
+        if getattr(model.config, field) != getattr(meta, field):
+            raise DatasetError(
+                f"{data} has {field}={getattr(meta, field)} but the model was built for "
+                f"{field}={getattr(model.config, field)}: evaluate on the dataset it was trained on"
+            )
+    if meta.num_puzzle_identifiers > model.config.num_puzzle_identifiers:
+        raise DatasetError(
+            f"{data} uses {meta.num_puzzle_identifiers} puzzle ids; the model knows "
+            f"{model.config.num_puzzle_identifiers}"
+        )
+    is_arc = (Path(data) / "test_puzzles.json").is_file()
+    save = list(DEFAULT_SAVE_OUTPUTS) if (is_arc or save_predictions) else []
+    metrics, outputs = evaluate_model(
+        model, batches.test_batches(), device=device, max_steps=max_steps, save_outputs=save
+    )
+    out = Path(out) if out else (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "evaluation.json"
+    result = {
+        "checkpoint": str(checkpoint),
+        "data": str(data),
+        "segments": max_steps or model.config.halt_max_steps,
+        "trained_segments": model.config.halt_max_steps,
+        "metrics": metrics,
+        "out": str(out),
+    }
+    if is_arc:
+        result["arc"] = evaluate_arc_predictions(data, outputs)
+        result["submission"] = str(write_submission(out.with_suffix(".submission.json"), result["arc"]))
+    if save_predictions:
+        with atomic_write(out.with_suffix(".predictions.npz"), "wb") as handle:
+            np.savez_compressed(handle, **outputs)
+        result["predictions"] = str(out.with_suffix(".predictions.npz"))
+    write_json(out, result)
+    return result
+
+
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="run directory / model.safetensors, or an official checkpoint")],
+    data: Annotated[Path | None, typer.Option(help="dataset folder (default: the one the run was trained on)")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="segments per puzzle; above the trained value = inference-time scaling")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="rows per batch")] = 256,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps")] = "auto",
+    out: Annotated[
+        Path | None, typer.Option(help="write the results JSON here (default: <run>/evaluation.json)")
+    ] = None,
+    save_predictions: Annotated[
+        bool, typer.Option(help="also save inputs, labels, predictions, q_halt as .npz")
+    ] = False,
+) -> None:
+    """Evaluate a checkpoint on the test split: exact accuracy (headline), token accuracy, q-halt accuracy,
+    mean steps; ARC datasets also get voting pass@k under both scoring rules."""
+    with user_errors():
+        result = run_evaluation(
+            checkpoint,
+            data=data,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            device=device,
+            out=out,
+            save_predictions=save_predictions,
+        )
+    metrics = result["metrics"]
+    typer.echo(f"{result['data']}: {int(metrics['count'])} puzzles, {result['segments']} segments")
+    for key in ("exact_accuracy", "accuracy", "q_halt_accuracy", "steps"):
+        typer.echo(f"  {key:<16} {metrics[key]:.4f}")
+    if "arc" in result:
+        for rule in SCORING_RULES:
+            typer.echo(f"  ARC {rule}: " + ", ".join(f"{k} {v:.4f}" for k, v in result["arc"][rule].items()))
+    typer.echo(f"wrote {result['out']}")
