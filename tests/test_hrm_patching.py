@@ -13,7 +13,7 @@ from conftest import train_tiny_sudoku
 
 from reasonlens.hrm import TRM, HRMACTv1, export_official_checkpoint, load_checkpoint
 from reasonlens.hrm.analysis.adapter import HRMAdapter, call_index, hrm_aliases
-from reasonlens.hrm.analysis.patching import build_experiments, level_interventions, sweep
+from reasonlens.hrm.analysis.patching import ActivationPatcher, build_experiments, level_interventions, sweep
 from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
 from reasonlens.interp import InterpError, capture, intervene
 from reasonlens.interp.hooks import SitePatch
@@ -131,6 +131,28 @@ def test_positions_are_puzzle_cells(tiny_run):
 
 def run_script(name, *args):
     return subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], capture_output=True, text=True)
+
+
+def test_activation_patcher_identity_and_full_patch(tiny_run):
+    """Seed 000's ActivationPatcher: a puzzle patched with its own cache is unchanged; patching z_H at every
+    ACT step and cell makes the target answer exactly as the source does."""
+    patcher = ActivationPatcher.from_checkpoint(tiny_run / "run", device="cpu")
+    assert isinstance(patcher.adapter, HRMAdapter) and patcher.levels == ("z_H", "z_L")
+    own_scores, own_cache = patcher.cache_activations(3)
+    again, _ = patcher.patched_run(3, own_cache, level="both")
+    assert torch.equal(again["correct"], own_scores["correct"])
+    source_scores, source_cache = patcher.cache_activations(0)
+    _, patched_cache = patcher.patched_run(5, source_cache, level="H")
+    for step in range(patcher.adapter.max_steps):  # the patched run carries the source's z_H at every step
+        assert torch.equal(patched_cache[("z_H", step)], source_cache[("z_H", step)])
+    batch = patcher.adapter.batch([0, 5])
+    with torch.inference_mode():
+        source_prediction = patcher.adapter.run(batch)[0].argmax(-1)
+    patched_scores, _ = patcher.patched_run(5, source_cache, level="H")
+    target_labels = batch["labels"][1]
+    assert torch.equal(patched_scores["correct"][0], (source_prediction == target_labels) & (target_labels >= 0))
+    with pytest.raises(InterpError, match="patch level must be one of H, L, both"):
+        patcher.patched_run(5, source_cache, level="X")
 
 
 def test_seed_single_patch_command(tiny_run, tmp_path):

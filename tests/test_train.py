@@ -247,7 +247,7 @@ def test_arc_runs_vote_over_augmentations(tmp_path):
         SyntheticARCConfig(out_dir=tmp_path / "arc", num_tasks=8, canvas_size=8, num_aug=2, seed=0)
     )
     run = tmp_path / "run"
-    summary = train(config(data, run, epochs=1, eval_interval=1, global_batch_size=8, max_steps=3))
+    summary = train(config(data, run, epochs=1, eval_interval=1, global_batch_size=8, max_train_steps=3))
     for rule in ("task_all_or_nothing", "per_test_input"):
         assert 0.0 <= summary[f"eval/arc/{rule}/pass@2"] <= 1.0
     assert (run / "eval" / "step_3_submission.json").is_file()

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from reasonlens.hrm.analysis.adapter import HRMAdapter
-from reasonlens.interp import Experiment, InterpError, Intervention, PatchResult, validate
-from reasonlens.interp.hooks import SitePatch, capture, intervene
+from reasonlens.interp import ActivationCache, Experiment, InterpError, Intervention, PatchResult, apply, validate
+from reasonlens.interp.hooks import capture
 from reasonlens.interp.report import board_heatmap, grid_html, heatmap, table_html, write_html_report
 from reasonlens.interp.results import aggregate, save_results
 from reasonlens.interp.spec import parse_indices
-from reasonlens.interp.sweep import run_looped, run_sweep, single_row_patch
+from reasonlens.interp.sweep import run_looped, run_sweep
 from reasonlens.utils.io import torch_save_atomic, write_json, write_yaml
 
 LEVEL_SITES = {"H": ("z_H",), "L": ("z_L",), "both": ("z_H", "z_L")}
@@ -54,6 +54,62 @@ def level_interventions(
 
 
 # --------------------------------------------------------------------------------------------
+# The seed's ActivationPatcher
+
+
+class ActivationPatcher:
+    """Seed 000's ``ActivationPatcher``: run a source puzzle and cache its activations (z_H, z_L), then run a
+    target puzzle with those activations patched in, selected by level (H / L / both), ACT step and cell
+    position. A thin face over :class:`HRMAdapter` and :func:`reasonlens.interp.apply`.
+
+    The seed replaces "the inner carry activations before each step"; here ``z_H@s`` / ``z_L@s`` are the
+    states ACT step s *produces* — the carry step s + 1 starts from — so patching step s changes the
+    answer read at step s and everything after it. Cached activations live on the CPU.
+
+    >>> patcher = ActivationPatcher.from_checkpoint("runs/demo")                        # doctest: +SKIP
+    >>> _, source = patcher.cache_activations(0)                                         # doctest: +SKIP
+    >>> scores, _ = patcher.patched_run(1, source, level="H", steps=(2,))                # doctest: +SKIP
+    """
+
+    def __init__(self, adapter: HRMAdapter):
+        self.adapter = adapter
+        self.levels = ("z_H", "z_L") if "z_L" in adapter.aliases else ("z_H",)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, data=None, max_steps: int | None = None, device="auto"):
+        return cls(HRMAdapter.from_checkpoint(checkpoint, data, max_steps=max_steps, device=device))
+
+    def cache_activations(self, puzzle_idx: int) -> tuple[dict[str, torch.Tensor], ActivationCache]:
+        """Run one puzzle for ``max_steps`` ACT steps; its scores and its z_H / z_L after every step."""
+        adapter = self.adapter
+        batch = adapter.batch([puzzle_idx])
+        with torch.inference_mode(), capture(adapter.model, self.levels, adapter.aliases) as cache:
+            scores = adapter.score(adapter.run(batch), batch)
+        return scores, cache
+
+    def patched_run(
+        self,
+        target_idx: int,
+        source: ActivationCache,
+        level: str = "both",
+        steps: tuple[int, ...] | None = None,
+        positions: tuple[int, ...] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], ActivationCache]:
+        """Run the target puzzle with the source's z_H / z_L (``level``) patched in at ``steps`` (None: all
+        ACT steps) and cell ``positions`` (None: all cells); its scores and its own activations."""
+        adapter = self.adapter
+        interventions = level_interventions(level, steps, positions, adapter.prefix_len)
+        batch = adapter.batch([target_idx])
+        with (
+            torch.inference_mode(),
+            apply(adapter.model, interventions, adapter.aliases, source=source, sites=adapter.sites()),
+            capture(adapter.model, self.levels, adapter.aliases) as cache,
+        ):
+            scores = adapter.score(adapter.run(batch), batch)
+        return scores, cache
+
+
+# --------------------------------------------------------------------------------------------
 # Single experiment (scripts/activation_patching.py)
 
 
@@ -78,23 +134,12 @@ def run_single_patch(
     steps = parse_steps(steps_text, adapter.max_steps)
     positions = parse_indices(positions_text, "position", f"--patch_positions {positions_text}")
     interventions = level_interventions(level, steps, positions, adapter.prefix_len)
-    validate(interventions, adapter.sites(), call_word="step")
 
-    states = ("z_H", "z_L") if "z_L" in adapter.aliases else ("z_H",)
-    source_batch = source_adapter.batch([source_idx])
+    source_scores, source_cache = ActivationPatcher(source_adapter).cache_activations(source_idx)
+    patcher = ActivationPatcher(adapter)
+    baseline, target_cache = patcher.cache_activations(target_idx)
+    patched, patched_cache = patcher.patched_run(target_idx, source_cache, level, steps, positions)
     target_batch = adapter.batch([target_idx])
-    with torch.inference_mode():
-        with capture(source_adapter.model, states, source_adapter.aliases) as source_cache:
-            source_scores = source_adapter.score(source_adapter.run(source_batch), source_batch)
-        with capture(adapter.model, states, adapter.aliases) as target_cache:
-            baseline = adapter.score(adapter.run(target_batch), target_batch)
-        source_rows = {key: source_cache[key][0] for key in source_cache}
-        patches = [SitePatch(i.site, i.calls, single_row_patch(i, source_rows)) for i in interventions]
-        with (
-            intervene(adapter.model, patches, adapter.aliases),
-            capture(adapter.model, states, adapter.aliases) as patched_cache,
-        ):
-            patched = adapter.score(adapter.run(target_batch), target_batch)
 
     flips_good = (~baseline["correct"][0] & patched["correct"][0]).nonzero().flatten().tolist()
     flips_bad = (baseline["correct"][0] & ~patched["correct"][0]).nonzero().flatten().tolist()

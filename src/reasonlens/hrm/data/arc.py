@@ -1,7 +1,7 @@
 """ARC-AGI tasks as puzzle datasets in the official HRM format.
 
-Follows sapientinc/HRM ``dataset/build_arc_dataset.py`` (HRM_SPEC.md §4.4) and adds TRM's
-``test_puzzles.json`` (TinyRecursiveModels ``dataset/build_arc_dataset.py``, §4.5) for the evaluator in
+Follows sapientinc/HRM ``dataset/build_arc_dataset.py`` and adds TRM's
+``test_puzzles.json`` (TinyRecursiveModels ``dataset/build_arc_dataset.py``) for the evaluator in
 :mod:`reasonlens.hrm.evaluation.arc_voting`. This module owns:
 
 * loading and validating ARC task files (:func:`load_task_file`, :func:`load_arc_tasks`);

@@ -1,4 +1,4 @@
-"""The official puzzle-dataset layout on disk (sapientinc/HRM ``dataset/common.py``; HRM_SPEC.md §4.1).
+"""The official puzzle-dataset layout on disk (sapientinc/HRM ``dataset/common.py``).
 
 ::
 

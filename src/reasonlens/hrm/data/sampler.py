@@ -1,5 +1,5 @@
-"""Batches from a puzzle dataset with the official sampler semantics (sapientinc/HRM ``puzzle_dataset.py``;
-HRM_SPEC.md §3.5), as a plain seeded iterator instead of a DataLoader worker.
+"""Batches from a puzzle dataset with the official sampler semantics (sapientinc/HRM
+``puzzle_dataset.py::PuzzleDataset``), as a plain seeded iterator instead of a DataLoader worker.
 
 **Train.** One *iteration* covers ``epochs_per_iter`` epochs (the trainer's eval interval). Iteration i
 (1-based) draws from ``Philox(seed + i)``: the group order is the concatenation of ``epochs_per_iter``

@@ -1,6 +1,6 @@
 """ARC evaluation: undo each test row's augmentation, vote across augmentations, score pass@K.
 
-Follows HRM ``arc_eval.ipynb`` and TRM ``evaluators/arc.py`` (HRM_SPEC.md §5.2), in pure numpy, on a
+Follows sapientinc/HRM ``arc_eval.ipynb`` and TinyRecursiveModels ``evaluators/arc.py``, in pure numpy, on a
 dataset built by :mod:`reasonlens.hrm.data.arc` or :mod:`reasonlens.hrm.data.arc_synthetic`. This module
 owns :func:`evaluate_arc_predictions` and :func:`write_submission`.
 
@@ -13,7 +13,7 @@ ties keep the order of first appearance (Python's stable sort, as the official c
 output is among the top K. Ground truth is the dataset's ``test_puzzles.json`` (TRM), else the
 non-augmented puzzles of its test split (HRM notebook).
 
-Two scoring rules, both reported (the sources disagree, HRM_SPEC.md §5.2):
+Two scoring rules, both reported (the two sources disagree):
 
 * ``task_all_or_nothing`` (HRM notebook): a task counts 1 only if every one of its test inputs is
   solved; score = solved tasks / tasks.

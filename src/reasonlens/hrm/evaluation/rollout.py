@@ -1,4 +1,4 @@
-"""Evaluation of HRM-family models on a test split (official ``pretrain.py::evaluate``; HRM_SPEC.md §5.1).
+"""Evaluation of HRM-family models on a test split (sapientinc/HRM ``pretrain.py::evaluate``).
 
 Every test batch starts from a fresh carry and runs until every slot halts — in eval mode that is
 exactly ``halt_max_steps`` segments — and the metrics of that last segment are summed over batches and

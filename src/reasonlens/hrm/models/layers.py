@@ -1,9 +1,9 @@
 """Building blocks of the HRM family, numerically equivalent to the official ``models/layers.py``.
 
 Reads top-down in dependency order: init → norm → casted linear/embedding → positions (RoPE) →
-attention → MLPs → block → reasoning module. References: HRM_SPEC.md §1.3–1.9 (sapientinc/HRM
-``models/layers.py``, ``models/common.py``; TinyRecursiveModels ``models/layers.py`` for the
-sequence MLP).
+attention → MLPs → block → reasoning module. References: sapientinc/HRM
+``models/layers.py`` and ``models/common.py`` (initialisation); TinyRecursiveModels ``models/layers.py``
+for the sequence MLP.
 
 Conventions that change numbers and are kept exactly:
 - parameters are fp32 master copies cast to the activation dtype at every call ("casted" layers);

@@ -1,4 +1,5 @@
-"""Per-puzzle embeddings and the sparse SignSGD optimizer that trains them (HRM_SPEC.md §1.3, §3.3).
+"""Per-puzzle embeddings and the sparse SignSGD optimizer that trains them
+(sapientinc/HRM ``models/sparse_embedding.py``).
 
 The table is large (ARC: ~961k ids × 512) and a batch touches few rows, so it is not a Parameter:
 ``weights`` is a persistent fp32 buffer that the dense optimizer never sees, and training goes through

@@ -1,4 +1,4 @@
-"""TRM, the Tiny Recursive Model (TinyRecursiveModels ``trm.py``; HRM_SPEC.md §6.3), on HRM's parts.
+"""TRM, the Tiny Recursive Model (TinyRecursiveModels ``models/recursive_reasoning/trm.py``), on HRM's parts.
 
 What differs from HRM-ACT-v1, and nothing else:
 

@@ -1,4 +1,4 @@
-"""The ACT loss head of the HRM family (official ``models/losses.py``; HRM_SPEC.md §2).
+"""The ACT loss head of the HRM family (sapientinc/HRM ``models/losses.py::ACTLossHead``).
 
 Per call (one ACT segment on every slot):
 

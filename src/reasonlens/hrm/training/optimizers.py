@@ -1,4 +1,5 @@
-"""AdamATan2 in pure PyTorch, with the exact update of the official CUDA kernel (HRM_SPEC.md §3.2).
+"""AdamATan2 in pure PyTorch, with the exact update of the official CUDA kernel
+(imoneoi/adam-atan2 ``csrc/adam_atan2.cu``).
 
 The official HRM imports ``adam_atan2`` (imoneoi/adam-atan2), whose pip install often ships without
 its compiled backend (``ModuleNotFoundError: adam_atan2_backend``) and only builds for sm_80–90; the

@@ -1,4 +1,4 @@
-"""Training for the HRM family: the official ``pretrain.py`` loop (HRM_SPEC.md §3), resumable.
+"""Training for the HRM family: the official loop (sapientinc/HRM ``pretrain.py``), resumable.
 
 Per step (``train_batch``): the carry persists across batches — halted slots take the next batch's rows
 (deep supervision with ACT); the ACT loss head's loss is scaled by 1/global batch and back-propagated;
@@ -32,10 +32,12 @@ from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import yaml
+from pydantic import AliasChoices, Field, model_validator
 
 from reasonlens.hrm.data.format import DatasetMetadata
 from reasonlens.hrm.data.sampler import PuzzleBatches
+from reasonlens.hrm.evaluation.arc_voting import SCORING_RULES, evaluate_arc_predictions, write_submission
 from reasonlens.hrm.evaluation.rollout import DEFAULT_SAVE_OUTPUTS, evaluate_model
 from reasonlens.hrm.models.hrm_act_v1 import Carry, InnerCarry
 from reasonlens.hrm.models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
@@ -44,9 +46,10 @@ from reasonlens.hrm.training.ema import EMA
 from reasonlens.hrm.training.losses import ACTLossHead, LossType
 from reasonlens.hrm.training.optimizers import AdamATan2
 from reasonlens.hrm.training.run_dataset import LOCATION_KEY, location_record
+from reasonlens.utils.config import ConfigError, StrictConfig
 from reasonlens.utils.device import resolve_device
 from reasonlens.utils.errors import UserInputError
-from reasonlens.utils.io import append_jsonl, write_json
+from reasonlens.utils.io import append_jsonl, read_yaml, write_json
 
 DATASET_FIELDS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
 
@@ -55,12 +58,10 @@ class TrainError(UserInputError):
     """A training run cannot start or resume as asked."""
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(StrictConfig):
     """A training run. Defaults are the official Sudoku-Extreme-1k recipe (``cfg_pretrain.yaml`` with the
     README's Sudoku overrides); ``model`` holds model-config fields (the dataset fills ``seq_len``,
     ``vocab_size`` and ``num_puzzle_identifiers``; ``forward_dtype`` defaults to bf16 on CUDA, fp32 else)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     arch: Literal["hrm_act_v1", "trm", "transformer_act"] = "hrm_act_v1"
     model: dict[str, Any] = Field(default_factory=dict)
@@ -70,7 +71,12 @@ class TrainConfig(BaseModel):
     global_batch_size: int = Field(768, ge=1)
     epochs: int = Field(20000, ge=1)
     eval_interval: int | None = Field(2000, ge=1, description="epochs per iteration; None: evaluate once at the end")
-    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (the LR schedule is unchanged)")
+    max_train_steps: int | None = Field(
+        None,
+        ge=1,
+        validation_alias=AliasChoices("max_train_steps", "max_steps"),  # max_steps: the name before 0.2
+        description="stop after this many optimizer steps (the LR schedule is unchanged)",
+    )
 
     lr: float = Field(1e-4, ge=0)
     lr_min_ratio: float = Field(1.0, ge=0, le=1)
@@ -224,7 +230,7 @@ class Trainer:
                 f"{config.epochs} epochs of {metadata.total_groups} groups make no full batch of "
                 f"{config.global_batch_size}; lower global_batch_size or raise epochs"
             )
-        self.stop_step = min(self.total_steps, config.max_steps or self.total_steps)
+        self.stop_step = min(self.total_steps, config.max_train_steps or self.total_steps)
 
         self.model_config = resolve_model_config(config, metadata, self.world_size, self.device)
         self.model = build_model(config.arch, self.model_config).to(self.device)
@@ -410,8 +416,6 @@ class Trainer:
             with atomic_write(self.run_dir / "eval" / f"step_{self.step}_outputs.npz", "wb") as handle:
                 np.savez_compressed(handle, **outputs)
             if is_arc:
-                from reasonlens.hrm.evaluation.arc_voting import evaluate_arc_predictions, write_submission
-
                 arc = evaluate_arc_predictions(dataset_dir, outputs)
                 write_json(self.run_dir / "eval" / f"step_{self.step}_arc.json", arc)
                 write_submission(self.run_dir / "eval" / f"step_{self.step}_submission.json", arc)
@@ -536,8 +540,6 @@ def default_run_dir(config: TrainConfig) -> str:
 
 def flatten_arc_scores(arc: dict) -> dict[str, float]:
     """ARC voting scores as flat ``eval/arc/<rule>/pass@k`` entries for metrics.jsonl."""
-    from reasonlens.hrm.evaluation.arc_voting import SCORING_RULES
-
     return {f"eval/arc/{rule}/{key}": value for rule in SCORING_RULES for key, value in arc[rule].items()}
 
 
@@ -589,12 +591,6 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] = (), **fiel
     """A training config from a YAML file — or from a run directory, whose saved config is loaded with
     ``resume`` on — with ``key=value`` overrides (dotted keys reach into ``model``: ``model.H_cycles=4``;
     values are parsed as YAML) and then ``fields``."""
-    import yaml
-    from pydantic import ValidationError
-
-    from reasonlens.hrm.models.config import ConfigError, format_validation_error
-    from reasonlens.utils.io import read_yaml
-
     path = Path(path)
     if path.is_dir():
         saved = read_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else None
@@ -617,7 +613,4 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] = (), **fiel
                 raise ConfigError(f"override {item!r}: {parent} is not a section")
         target[leaf] = yaml.safe_load(raw)
     data.update(fields)
-    try:
-        return TrainConfig(**data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error("training", err, list(TrainConfig.model_fields))) from None
+    return TrainConfig.from_dict(data)
