@@ -102,3 +102,13 @@ def write_tiny_recipe(path, data_path, **model):
     }
     write_yaml(path, recipe)
     return path
+
+
+def assert_real_picture(path, min_side=100, min_colours=8):
+    """A written picture is a real image: it opens, has a plausible size and is not one flat colour."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert min(image.size) >= min_side, f"{path}: {image.size}"
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colours is None or len(colours) >= min_colours, f"{path} has only {len(colours)} colours"

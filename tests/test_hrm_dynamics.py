@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import train_tiny_sudoku, write_tiny_recipe
+from conftest import assert_real_picture, train_tiny_sudoku, write_tiny_recipe
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -105,11 +105,16 @@ def test_analyze_commands_write_json_pictures_and_report(tiny_run, tmp_path):
         assert dimensionality[name]["PR_H"] > 1 and dimensionality[name]["PR_L"] > 1
         low, high = dimensionality[name]["ratio_95"]
         assert low <= high
-    assert dimensionality["trained"]["PR_H"] != dimensionality["untrained"]["PR_H"]
+    adapter = HRMAdapter.from_checkpoint(tiny_run, device="cpu")  # the numbers are the library's, recomputed
+    twin = HRMAdapter(dynamics.untrained_twin(adapter.model), adapter.dataset_dir, device="cpu")
+    for name, which in (("trained", adapter), ("untrained", twin)):
+        expected = dynamics.dimensionality(dynamics.collect_trajectories(which, list(range(12))), which.model, 10)
+        assert dimensionality[name]["PR_H"] == pytest.approx(expected["PR_H"], rel=1e-6)
+        assert dimensionality[name]["PR_L"] == pytest.approx(expected["PR_L"], rel=1e-6)
     scaling = json.loads((out / "scaling.json").read_text())
     assert [r["segments"] for r in scaling["rows"]] == [1, 2, 3, 4, 6]
     for name in ("convergence.png", "dimensionality.png", "scaling.png", "steps/puzzle_0.png"):
-        assert (out / name).stat().st_size > 1000
+        assert_real_picture(out / name)
     with Image.open(out / "steps" / "puzzle_1.gif") as gif:
         assert gif.n_frames == 3
     report = (out / "report.html").read_text()

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import train_tiny_sudoku, write_tiny_recipe
+from conftest import assert_real_picture, train_tiny_sudoku, write_tiny_recipe
 from typer.testing import CliRunner
 
 from reasonlens.cli.main import app
@@ -236,7 +236,7 @@ def test_study_reports_noise_sparsity_and_transfer(tmp_path, tiny_source):
     assert rows["noisy"]["eval_curve"] == [  # one epoch, one evaluation
         {"step": summary["steps"], "exact": summary["eval/exact_accuracy"], "token": summary["eval/accuracy"]}
     ]
-    assert (tmp_path / "out" / "curves.png").stat().st_size > 0
+    assert_real_picture(tmp_path / "out" / "curves.png")
     table = (tmp_path / "out" / "study.md").read_text()
     assert "init_parameters" in table and "exact@noise0.5" in table
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import train_tiny_sudoku
+from conftest import assert_real_picture, train_tiny_sudoku
 
-from reasonlens.hrm import TRM, HRMACTv1, export_official_checkpoint, load_checkpoint
+from reasonlens.hrm import IGNORE_LABEL_ID, TRM, HRMACTv1, export_official_checkpoint, load_checkpoint
 from reasonlens.hrm.analysis.adapter import HRMAdapter, call_index, hrm_aliases
 from reasonlens.hrm.analysis.patching import ActivationPatcher, build_experiments, level_interventions, sweep
 from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
+from reasonlens.hrm.evaluation.rollout import halting_at
 from reasonlens.interp import InterpError, capture, intervene
 from reasonlens.interp.hooks import SitePatch
 from reasonlens.interp.sweep import single_row_patch
@@ -188,9 +189,20 @@ def test_seed_single_patch_command(tiny_run, tmp_path):
         "cells_fixed_by_patch",
         "cells_broken_by_patch",
     }
-    assert metrics["accuracy_change"] == pytest.approx(
-        metrics["target_patched_accuracy"] - metrics["target_baseline_accuracy"]
-    )
+    # the baseline by hand (a plain rollout, no engine), and the change from the cells that flipped
+    model = load_checkpoint(tiny_run / "run").eval()
+    target = HRMAdapter(model, tiny_run / "data", max_steps=8).batch([1])
+    with torch.no_grad(), halting_at(model, 8):
+        carry = model.initial_carry(target)
+        for _ in range(8):
+            carry, outputs = model(carry, target)
+    labels = target["labels"][0]
+    scored = labels != IGNORE_LABEL_ID
+    by_hand = float(((outputs["logits"][0].argmax(-1) == labels) & scored).sum() / scored.sum())
+    assert metrics["target_baseline_accuracy"] == pytest.approx(by_hand)
+    flipped = len(metrics["cells_fixed_by_patch"]) - len(metrics["cells_broken_by_patch"])
+    assert metrics["accuracy_change"] == pytest.approx(flipped / int(scored.sum()))
+    assert metrics["target_patched_accuracy"] == pytest.approx(by_hand + flipped / int(scored.sum()))
     assert record["config"]["max_steps"] == 8
     activations = torch.load(out / "activations_src0_tgt1_both_steps-0-1-2.pt", weights_only=True)["activations"]
     assert activations["source"]["z_H"].shape == (8, 17, 32)  # 8 steps, 1 prefix + 16 cells, hidden 32
@@ -213,7 +225,7 @@ def test_seed_single_patch_command(tiny_run, tmp_path):
         str(out),
     )
     assert proc.returncode == 0, proc.stderr
-    assert (out / "board_src0_tgt1_both_steps-all_pos-0-1-2-3.png").stat().st_size > 1000
+    assert_real_picture(out / "board_src0_tgt1_both_steps-all_pos-0-1-2-3.png")
 
 
 def test_seed_batch_command(tiny_run, tmp_path):

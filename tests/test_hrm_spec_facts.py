@@ -1,4 +1,4 @@
-"""Facts of the official HRM / TRM implementations (../shared/design/HRM_SPEC.md) checked on our models:
+"""Facts of the official HRM / TRM code (sapientinc/HRM, TinyRecursiveModels) checked on our models:
 parameter counts, state-dict layout, the per-segment call schedule and gradient flags, O(1) training
 memory in the number of cycles, initialisation, and the loss sanity values of a random model."""
 
@@ -211,13 +211,13 @@ def test_initialisation_facts():
         target = 1 / math.sqrt(fan_in) if "embed" not in name else 1 / math.sqrt(512)
         assert abs(param.std().item() / target - 1) < 0.03, name  # the *actual* std is the target
         assert param.abs().max().item() <= 2 * comp_std * target * 1.0001, name  # truncated at 2 comp_std
-    assert 2.2 < comp_std * 2 < 2.3  # max |w| ≈ 2.27 std (HRM_SPEC §1.8)
+    assert 2.2 < comp_std * 2 < 2.3  # max |w| ≈ 2.27 std (sapientinc/HRM models/common.py::trunc_normal_init_)
     assert inner.rotary_emb.cos_cached.shape == (82, 64) and inner.rotary_emb.cos_cached.dtype == torch.float32
 
 
 def test_random_model_loss_sanity_values():
-    """HRM_SPEC §2: 4 Sudoku rows at random init give lm_loss ≈ 2.49 per sequence and
-    q_halt_loss = 4·log(1 + e^-5)."""
+    """As measured on the official code (CPU): 4 Sudoku rows at random init give lm_loss ≈ 2.49 per
+    sequence and q_halt_loss = 4·log(1 + e^-5)."""
     torch.manual_seed(0)
     model = HRMACTv1({**SUDOKU, "forward_dtype": "float32"})
     batch = make_batch(dict(seq_len=81, vocab_size=11), batch_size=4)
