@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Find the neurons behind a decision: differences, active-vs-dead, ablation, narrowing search (seed 001).
 
-Thin script over :mod:`reasonlens.agents.tools_cli`; ``--help`` lists the flags. Run it from this
+Thin script over :mod:`reasonlens.cli.agent_tools`; ``--help`` lists the flags. Run it from this
 folder so the guide's relative paths (``../Agent_Storage/...``) resolve: see README.md here.
 """
 
 import sys
 
-from reasonlens.agents.tools_cli import main_find
+from reasonlens.cli.agent_tools import main_find
 
 if __name__ == "__main__":
     sys.exit(main_find())

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from agents_helpers import TINY_OVERRIDES, make_agent_dir, plant_circuit
 from typer.testing import CliRunner
 
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("minigrid")
+
+from agents_helpers import TINY_OVERRIDES, make_agent_dir, plant_circuit
 
 from reasonlens.agents import neurons
 from reasonlens.agents.agent import Agent
@@ -24,7 +25,7 @@ from reasonlens.agents.errors import AgentError
 from reasonlens.agents.experiment import PatchingExperiment, QNetAdapter, parse_patch_spec
 from reasonlens.agents.extraction import extract_activations, load_activations
 from reasonlens.agents.inputs import corrupt, load_inputs, make_input_pairs, write_input_pairs
-from reasonlens.agents.train import train_agent
+from reasonlens.agents.train import evaluate_agent, greedy_success, train_agent
 from reasonlens.cli.main import app
 from reasonlens.interp import Experiment, Intervention, run_sweep
 from reasonlens.interp.sweep import run_looped
@@ -68,9 +69,21 @@ def test_train_writes_a_complete_agent_directory(tmp_path):
         assert (tmp_path / "a" / name).is_file(), name
     curve = json.loads((tmp_path / "a" / "training_curve.json").read_text())
     assert [p["steps"] for p in curve] == [1_000, 2_000]
-    assert all(0 <= p["success_rate"] <= 1 for p in curve)
+    for point in curve:  # 4 greedy episodes from the evaluation seeds: a rate in quarters
+        assert point["episodes"] == 4 and point["first_seed"] == config.eval_seed
+        assert point["success_rate"] in (0.0, 0.25, 0.5, 0.75, 1.0)
     final = json.loads((tmp_path / "a" / "evaluation.json").read_text())
     assert final["episodes"] == 4 and final["first_seed"] == config.test_seed
+    # keep_best: agent.zip is the first snapshot with the best evaluated success rate (replaying it on the
+    # evaluation seeds gives that point of the curve), and evaluation.json is its run on the test seeds
+    best = max(curve, key=lambda point: point["success_rate"])
+    assert final["saved_snapshot_steps"] == best["steps"] and final["steps"] == 2_000
+    replay = greedy_success(agent.q_net, config)
+    assert {k: replay[k] for k in ("success_rate", "mean_return", "mean_length")} == {
+        k: best[k] for k in ("success_rate", "mean_return", "mean_length")
+    }
+    test = evaluate_agent(agent)
+    assert test == {k: final[k] for k in test}
     assert agent.layers() == {"q_net.0": 128, "q_net.1": 128, "q_net.2": 128, "q_net.3": 128, "q_net.4": 3}
     assert Agent.load(tmp_path / "a").config == config
     with pytest.raises(FileExistsError, match="already holds an agent"):
@@ -308,17 +321,19 @@ def test_seed_python_snippets_run(seed_layout, monkeypatch, capsys):
     corrupted_values = np.array(corrupted[input_id][layer])
     differences = np.abs(clean_values - corrupted_values)
     top_different_neurons = np.argsort(differences[0])[-10:]
-    assert len(top_different_neurons) == 10
+    # the library ranks the same ten units from the .npz files
+    agent = Agent.load(seed_layout / SEED_AGENT[3:])
+    clean_acts = load_activations("clean_activations.npz", agent)
+    corrupted_acts = load_activations("corrupted_activations.npz", agent)
+    ranked = neurons.activation_differences(clean_acts, corrupted_acts, "q_net.2", top_k=10)["per_input"][SEED_ID]
+    assert sorted(top_different_neurons.tolist()) == sorted(ranked)
+    assert differences[0][ranked[0]] == differences[0].max()
     # the ReLU analysis, on the ReLU's output (q_net.3 follows q_net.2)
     clean_values, corrupted_values = np.array(clean[input_id]["q_net.3"]), np.array(corrupted[input_id]["q_net.3"])
     clean_active = clean_values[0] > 0
     corrupted_dead = corrupted_values[0] == 0
     neurons_of_interest = np.where(clean_active & corrupted_dead)[0]
-    found = neurons.active_to_dead(
-        load_activations("clean_activations.npz", Agent.load(seed_layout / SEED_AGENT[3:])),
-        load_activations("corrupted_activations.npz", Agent.load(seed_layout / SEED_AGENT[3:])),
-        "q_net.2",
-    )
+    found = neurons.active_to_dead(clean_acts, corrupted_acts, "q_net.2")
     assert found["clean_active_corrupted_dead"][SEED_ID] == neurons_of_interest.tolist()
     # the Advanced Analysis snippet
     from Neuron_Selection.PatchingTooling import PatchingExperiment as SeedExperiment
@@ -382,11 +397,16 @@ def test_cli_runs_the_workflow(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert (out / "patching_results" / "cli_results.json").is_file()
+    patched = json.loads((out / "patching_results" / "cli_results.json").read_text())
+    assert len(patched) == 5  # q_net.0 patched whole from clean: every decision is the clean one
+    assert all(r["patched_action"] == r["source_action"] for r in patched.values())
     for method in ("diff", "dead", "ablate"):
         result = runner.invoke(app, ["agents", "neurons", method, "--agent_path", str(out)])
         assert result.exit_code == 0, result.output
-        assert (out / "patching_results" / f"neurons_{method}.json").is_file()
+        report = json.loads((out / "patching_results" / f"neurons_{method}.json").read_text())
+        assert set(report) == {"q_net.0", "q_net.2"}  # the hidden Linear layers of net_arch [128, 128]
+        assert all(found["layer"] == layer and found["inputs"] == 5 for layer, found in report.items())
+    assert [len(found["action_change_rate"]) for found in report.values()] == [128, 128]
 
 
 # --- neuron finding -----------------------------------------------------------------------------------
@@ -436,8 +456,12 @@ def test_ablation_scan_names_the_planted_unit(planted):
     scan = neurons.ablation_scan(agent, clean, "q_net.0")
     assert scan["ranking"][0] == 5 and scan["action_change_rate"][5] == 1.0
     assert sum(scan["action_change_rate"]) == 1.0  # no other unit matters
+    # zeroing unit 5 takes Q(left) from the feature (mean 2.0) to 0; every other unit is already 0
+    assert scan["q_drop"][5] == pytest.approx(2.0) and sum(map(abs, scan["q_drop"])) == pytest.approx(2.0)
     mean_scan = neurons.ablation_scan(agent, clean, "q_net.2", op="mean")
-    assert mean_scan["action_change_rate"][9] == 0.0  # the mean of unit 9 over these inputs still picks left
+    # the mean of unit 9 over these inputs (2.0) still picks left, and every other unit's mean is its value 0
+    assert mean_scan["action_change_rate"] == [0.0] * 128
+    assert mean_scan["q_drop"][9] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_narrowing_search_reports_a_layer_without_effect(planted):

@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("transformers")
 pytest.importorskip("trl")
@@ -21,13 +23,16 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import torch
 from typer.testing import CliRunner
 
+from reasonlens.cli.lm import command
 from reasonlens.cli.main import app
 from reasonlens.interp import Experiment, Intervention, run_sweep
+from reasonlens.interp.sae import encode_features, evaluate_sae, feature_statistics, load_sae
 from reasonlens.interp.sweep import run_looped
 from reasonlens.lm.analysis.ablation import ablation_scan, compare_importance, jaccard
 from reasonlens.lm.analysis.hooks import LMAdapter, PromptSet, cache_activations
 from reasonlens.lm.analysis.patching import counterfactual_pairs, run_patching
 from reasonlens.lm.analysis.probing import run_probes
+from reasonlens.lm.analysis.sae_features import describe_features, run_sae_analysis, sae_training_activations
 from reasonlens.lm.config.analysis_config import AnalysisConfig
 from reasonlens.lm.config.task_config import TaskConfig
 from reasonlens.lm.config.training_config import RLConfig, SFTConfig
@@ -35,13 +40,13 @@ from reasonlens.lm.envs.text_game_env import TextGameEnv
 from reasonlens.lm.errors import LMError
 from reasonlens.lm.models.conversion import to_hooked_transformer
 from reasonlens.lm.models.lm_loader import encode_example, encode_prompts, load_checkpoint
-from reasonlens.lm.models.policy_wrappers import mask_position_model_class, mask_positions
+from reasonlens.lm.models.policy_wrappers import GPT2MaskPositions, Policy, mask_positions
 from reasonlens.lm.tasks.dataset import build_sft_datasets, load_datasets, save_datasets
 from reasonlens.lm.tasks.formatting import N_ID_TEMPLATES, parse_answer
 from reasonlens.lm.tasks.generators import labels_for, make_example
 from reasonlens.lm.tasks.rules import Rule, held_out_pairs, rule_from_name, sample_rule
 from reasonlens.lm.training.evaluation import evaluate_split
-from reasonlens.lm.training.rl_trainer import run_rl
+from reasonlens.lm.training.rl_trainer import GameReward, run_rl
 from reasonlens.lm.training.sft_trainer import run_sft
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,6 +99,21 @@ def pipeline(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hooked(pipeline):
     return to_hooked_transformer(pipeline["sft"])
+
+
+def png_pixels(path: Path, min_width: int, min_height: int) -> np.ndarray:
+    """The RGB pixels of a PNG at least this large that is not blank (2% of it drawn on: a line plot has ~4%)."""
+    with Image.open(path) as image:
+        assert image.format == "PNG", path
+        assert image.width >= min_width and image.height >= min_height, (path, image.size)
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    assert (pixels.min(-1) < 200).mean() > 0.02, f"{path} is nearly blank"
+    return pixels
+
+
+def has_colour(pixels: np.ndarray, rgb: tuple[int, int, int], tolerance: int = 30, count: int = 20) -> bool:
+    """At least ``count`` pixels within ``tolerance`` of ``rgb`` in every channel."""
+    return int((np.abs(pixels - np.array(rgb)).max(-1) <= tolerance).sum()) >= count
 
 
 # ---------------------------------------------------------------- the task
@@ -247,7 +267,7 @@ def test_left_padding_keeps_positions(pipeline):
     """trl scores log-probs without position ids: the mask-position model makes a left-padded prompt
     score as it does alone; a plain GPT-2 would not."""
     plain, tokenizer = load_checkpoint(pipeline["sft"])
-    fixed = mask_position_model_class().from_pretrained(str(pipeline["sft"]), local_files_only=True).eval()
+    fixed = GPT2MaskPositions.from_pretrained(str(pipeline["sft"]), local_files_only=True).eval()
     prompts = [*pipeline["datasets"]["test"]["prompt"][:2], "Rule: Sum.\nCards:\nRED 1\n\nAnswer:"]
     batch = encode_prompts(tokenizer, prompts, 128)
     with torch.no_grad():
@@ -279,13 +299,24 @@ def test_sft_run_directory_and_evaluation_json(pipeline):
     assert (pipeline["sft"] / "tokenizer.json").exists() and (pipeline["sft"] / "model.safetensors").exists()
     assert not (root / "sft" / "checkpoints").exists()
     logs = [json.loads(line) for line in (root / "sft" / "metrics.jsonl").read_text().splitlines()]
-    assert any("eval_answer_accuracy" in r for r in logs) and any("loss" in r for r in logs)
+    assert [r["step"] for r in logs if "loss" in r] == list(range(10, 81, 10))  # logging_steps=10, 80 steps
+    evals = [r for r in logs if "eval_answer_accuracy" in r]
+    assert [r["step"] for r in evals] == [40, 80]  # eval_steps=40
+    # the kept model is the best validation checkpoint
+    assert pipeline["sft_metrics"]["best_val_answer_accuracy"] == max(r["eval_answer_accuracy"] for r in evals)
     saved = json.loads((root / "sft" / "evaluation.json").read_text())
     expected = {"test", *(f"ood_{c}" for c in TASK.ood_categories)}
     assert set(saved["splits"]) == expected
+    assert saved["splits"] == pipeline["sft_metrics"]["splits"]
     for split in saved["splits"].values():
-        assert {"accuracy", "n", "format_rate", "by_family"} <= set(split) and 0 <= split["accuracy"] <= 1
+        assert {"accuracy", "n", "format_rate", "by_family"} <= set(split) and split["n"] == 24  # eval_examples
+        assert split["accuracy"] * 24 == pytest.approx(round(split["accuracy"] * 24))  # a count of 24 answers
+        assert sum(split["answer_rate"].values()) == pytest.approx(split["format_rate"])
     assert saved["splits"]["test"]["format_rate"] > 0.9  # 80 steps teach the answer format
+    # the JSON is what the best checkpoint answers now
+    model, tokenizer = load_checkpoint(pipeline["sft"])
+    again = evaluate_split(Policy(model, tokenizer, 128), pipeline["datasets"]["test"], 24)
+    assert again == saved["splits"]["test"]
 
 
 def test_evaluation_scores_completions_by_hand(pipeline):
@@ -307,13 +338,36 @@ def test_evaluation_scores_completions_by_hand(pipeline):
 
 def test_rl_changes_the_model_and_logs_curves(pipeline):
     root = pipeline["root"]
-    sft, _ = load_checkpoint(pipeline["sft"])
+    sft, tokenizer = load_checkpoint(pipeline["sft"])
     rl, _ = load_checkpoint(pipeline["rl"])
-    assert any(not torch.equal(a, b) for a, b in zip(sft.state_dict().values(), rl.state_dict().values()))
+    before, after = dict(sft.named_parameters()), dict(rl.named_parameters())
+    assert list(before) == list(after)
+    assert [name for name in before if torch.equal(before[name], after[name])] == []  # GRPO trains every tensor
+    # ... but only through the positions its prompts and completions reach: Adam leaves a row whose gradient
+    # was always zero where it was (no weight decay), so the position embeddings past them are untouched
+    prompts = TextGameEnv(TASK, {"id": 0.5, "paraphrase": 0.5}, seed=0).sample(48)  # run_rl's prompts
+    lengths = [len(tokenizer(p["prompt"], add_special_tokens=False)["input_ids"]) for p in prompts]
+    reach = max(lengths) + RLConfig().max_completion_length
+    wpe_before, wpe_after = before["transformer.wpe.weight"], after["transformer.wpe.weight"]
+    assert torch.equal(wpe_before[reach:], wpe_after[reach:])
+    assert all(not torch.equal(wpe_before[i], wpe_after[i]) for i in range(min(lengths)))  # every prompt's
     curve = [json.loads(line) for line in (root / "rl" / "rl_curve.jsonl").read_text().splitlines()]
     assert [r["step"] for r in curve] == [2, 3] and "ood_paraphrase" in curve[0]
+    final = pipeline["rl_metrics"]["splits"]
+    assert {k: v for k, v in curve[-1].items() if k != "step"} == {s: final[s]["accuracy"] for s in final}
     logs = [json.loads(line) for line in (root / "rl" / "metrics.jsonl").read_text().splitlines()]
-    assert any("reward/id" in r or "reward/paraphrase" in r for r in logs)
+    rewards = {k for r in logs for k in r if k.startswith("reward/")}
+    assert rewards and rewards <= {"reward/id", "reward/paraphrase"}  # the mix's distributions only
+    reward = GameReward(TextGameEnv(TASK, format_reward=0.5))
+    scores = reward(
+        prompts=["p"] * 3,
+        completions=[" BIG", " SMALL", "so"],
+        label=["BIG", "BIG", "SMALL"],
+        total=[9, 2, 3],
+        distribution=["id", "id", "paraphrase"],
+    )
+    assert scores == [1.5, 0.5, 0.0] and reward.flush() == {"reward/id": 1.0, "reward/paraphrase": 0.0}
+    assert reward.flush() == {}
     assert (root / "rl" / "config.yaml").exists()
     assert set(pipeline["rl_metrics"]["splits"]) == set(pipeline["sft_metrics"]["splits"]) - {
         "best_val_answer_accuracy"
@@ -430,7 +484,12 @@ def test_patching_report_and_last_layer_invariant(hooked, tmp_path):
         row = next(r for r in rows if r["direction"] == direction and r["site"] == last and r["position"] == -1)
         assert row["patched_logit_diff"] == pytest.approx(row["source_logit_diff"], abs=1e-4)
     assert {r["kind"] for r in rows} == {"resid", "head", "attn", "mlp"}
-    assert (tmp_path / "patching.json").exists() and (tmp_path / "patching_paraphrase_id_to_ood.png").stat().st_size > 0
+    assert json.loads((tmp_path / "patching.json").read_text())["categories"]["paraphrase"]["sites"] == rows
+    for category in report["categories"]:
+        for direction in ("id_to_ood", "ood_to_id"):
+            # a 3 × 3 heatmap (emb, L0, L1 × the last 3 positions) in RdBu with its colour bar
+            pixels = png_pixels(tmp_path / f"patching_{category}_{direction}.png", 250, 180)
+            assert has_colour(pixels, (5, 48, 97)) and has_colour(pixels, (103, 0, 31))  # RdBu's two ends
 
 
 def test_probes_report(hooked, pipeline, tmp_path):
@@ -442,7 +501,11 @@ def test_probes_report(hooked, pipeline, tmp_path):
     targets = {r["target"] for r in report["probes"]}
     assert {"family", "label", "total", "sum_RED"} <= targets
     assert {r["split"] for r in report["transfer"]} == {"ood_paraphrase"}
-    assert (tmp_path / "probes.json").exists() and (tmp_path / "probe_family.png").exists()
+    assert len(json.loads((tmp_path / "probes.json").read_text())["probes"]) == len(report["probes"])
+    for target in ("family", "label", "total", "sum_RED"):
+        # one line per split in matplotlib's first two colours, on a 5.5 × 3.5 inch figure at 110 dpi
+        pixels = png_pixels(tmp_path / f"probe_{target}.png", 400, 250)
+        assert has_colour(pixels, (31, 119, 180)) and has_colour(pixels, (255, 127, 14)), target
 
 
 def test_ablation_importance_and_jaccard(hooked, pipeline, tmp_path):
@@ -459,21 +522,47 @@ def test_ablation_importance_and_jaccard(hooked, pipeline, tmp_path):
     assert same["names"] == ["sft", "rl"] and "rl:zero/test~ood_more_cards" in same["jaccard"]
     assert all(v == 1.0 for k, v in same["jaccard"].items() if ":" not in k)
     assert jaccard(["a", "b"], ["b", "c"]) == pytest.approx(1 / 3)
-    assert (tmp_path / "ablation.json").exists()
+    assert json.loads((tmp_path / "ablation.json").read_text()) == report
 
 
 def test_sae_on_the_residual_stream(hooked, pipeline, tmp_path):
     pytest.importorskip("sae_lens")
-    from reasonlens.interp.sae import load_sae
-    from reasonlens.lm.analysis.sae_features import run_sae_analysis
-
     model, tokenizer = hooked
     config = ANALYSIS.model_copy(update={"splits": ["test", "ood_unseen_colour"]})
     report = run_sae_analysis(model, tokenizer, pipeline["datasets"], config, tmp_path)
-    assert 0 <= report["sae"]["dead_fraction"] <= 1 and report["sae"]["d_sae"] == 4 * model.cfg.d_model
+    d_sae = report["sae"]["d_sae"]
+    assert d_sae == 4 * model.cfg.d_model
+    assert report["sae"]["dead_fraction"] * d_sae == pytest.approx(round(report["sae"]["dead_fraction"] * d_sae))
+    # trained on every real token (no padding) of the first max_examples training prompts
+    train = list(pipeline["datasets"]["train"].select(range(ANALYSIS.max_examples)))
+    tokens = sum(len(tokenizer(e["prompt"], add_special_tokens=False)["input_ids"]) for e in train)
+    assert report["trained_on"]["rows"] == tokens == report["sae"]["n_train"] + report["sae"]["n_eval"]
     assert json.loads((tmp_path / "sae" / "cfg.json").read_text())["d_in"] == model.cfg.d_model
-    assert load_sae(tmp_path / "sae").cfg.d_sae == report["sae"]["d_sae"]
-    assert report["features"] and set(report["features"][0]["by_split"]) == {"test", "ood_unseen_colour"}
+    sae = load_sae(tmp_path / "sae")
+    assert sae.cfg.d_sae == d_sae
+    assert len(report["features"]) == 20 and set(report["features"][0]["by_split"]) == {"test", "ood_unseen_colour"}
+    # the same SAE with planted features: 0-9 can never fire, every other one fires on every prompt
+    with torch.no_grad():
+        sae.W_enc.zero_()
+        sae.b_enc.fill_(1.0)
+        sae.b_enc[:10] = -1.0
+    examples = list(pipeline["datasets"]["test"].select(range(8)))
+    acts = sae_training_activations(model, tokenizer, examples, report["site"], "final", 8)
+    assert evaluate_sae(sae, acts)["dead_fraction"] == 10 / d_sae
+    features = encode_features(sae, acts)
+    groups = ["test"] * len(examples)
+    described = describe_features(
+        features,
+        feature_statistics(features, groups),
+        feature_statistics(features, [e["family"] for e in examples]),
+        feature_statistics(features, [e["label"] for e in examples]),
+        examples,
+        groups,
+        top=5,
+        k=2,
+    )
+    assert len(described) == 5 and all(d["feature"] >= 10 and d["frequency"] == 1.0 for d in described)
+    assert all(set(d["by_family"].values()) == {1.0} and len(d["top_examples"]) == 2 for d in described)
 
 
 # ---------------------------------------------------------------- commands
@@ -486,7 +575,9 @@ def test_cli_commands_end_to_end(pipeline, tmp_path):
         app, ["lm", "evaluate", sft, "--data", data, "--max-examples", "8", "--out", str(tmp_path / "e.json")]
     )
     assert result.exit_code == 0, result.output
-    assert "ood_paraphrase" in result.output and (tmp_path / "e.json").exists()
+    written = json.loads((tmp_path / "e.json").read_text())
+    assert "ood_paraphrase" in result.output and written["checkpoint"] == sft
+    assert {split["n"] for split in written["splits"].values()} == {8}  # --max-examples 8
     config = tmp_path / "analysis.yaml"
     config.write_text("analysis:\n  max_examples: 16\n  splits: [test, ood_more_cards]\n  ablation_ops: [zero]\n")
     for checkpoint, name in ((sft, "sft"), (rl, "rl")):
@@ -545,8 +636,20 @@ def test_seed_scripts_run(tmp_path):
     assert run.returncode == 0, run.stderr
     loaded, config = load_datasets(out)
     assert len(loaded["train"]) == 50 and config.n_train == 50
-    for script in ("run_sft", "run_rl", "run_evaluation", "run_probes", "run_patching", "run_ablation", "run_sae"):
-        assert (ROOT / f"scripts/py/{script}.py").exists()
+    scripts = {
+        "build_datasets": "datasets",
+        "run_sft": "sft",
+        "run_rl": "rl",
+        "run_evaluation": "evaluate",
+        "run_probes": "probes",
+        "run_patching": "patching",
+        "run_ablation": "ablation",
+        "run_sae": "sae",
+    }
+    for script, name in scripts.items():  # each script runs its `reasonlens lm` command under its own name
+        text = (ROOT / f"scripts/py/{script}.py").read_text()
+        assert f'command("{name}").main(sys.argv[1:], prog_name="{script}.py")' in text
+        assert command(name).name == name
     helped = subprocess.run(
         [sys.executable, str(ROOT / "scripts/py/run_patching.py"), "--help"], capture_output=True, text=True
     )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from stable_baselines3 import DQN
 from torch import nn
 
 from reasonlens.agents.config import AgentConfig
@@ -40,13 +41,11 @@ RESULTS_DIR = "patching_results"
 class Agent:
     path: Path
     config: AgentConfig
-    model: object  # stable_baselines3.DQN
+    model: DQN
     q_net: nn.Module = field(repr=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> Agent:
-        from stable_baselines3 import DQN
-
         path = Path(path)
         if not path.is_dir():
             raise AgentError(f"agent directory not found: {path}")
@@ -75,10 +74,6 @@ class Agent:
     @property
     def obs_dim(self) -> int:
         return self.linear_layers()[0][1].in_features
-
-    @property
-    def n_actions(self) -> int:
-        return self.linear_layers()[-1][1].out_features
 
     def layers(self) -> dict[str, int]:
         """{layer name: width} for every module of the Q-network's Sequential, in order."""

@@ -24,9 +24,7 @@ from minigrid.wrappers import ImgObsWrapper
 from reasonlens.agents.errors import AgentError
 
 ACTION_SETS = {"navigation": 3, "all": 7}
-ACTION_NAMES = ("left", "right", "forward", "pickup", "drop", "toggle", "done")
-DIRECTION_NAMES = ("right", "down", "left", "up")  # MiniGrid: 0 faces +x, 1 faces +y, ...
-DIRECTION_VECTORS = ((1, 0), (0, 1), (-1, 0), (0, -1))
+DIRECTION_VECTORS = ((1, 0), (0, 1), (-1, 0), (0, -1))  # MiniGrid: 0 faces +x (right), 1 faces +y (down), ...
 EDIT_OBJECTS = {"lava": Lava, "goal": Goal, "empty": None}
 
 
@@ -130,12 +128,3 @@ def cells_of(grid_env, kind: str) -> list[tuple[int, int]]:
         for y in range(grid_env.height)
         if (c := grid_env.grid.get(x, y)) is not None and c.type == kind
     ]
-
-
-def in_view(grid_env, x: int, y: int) -> bool:
-    return bool(grid_env.in_view(x, y))
-
-
-def ascii_view(grid_env) -> str:
-    """The full grid as text (MiniGrid's ``pprint_grid``: ``>v<^`` is the agent, ``VR`` lava, ``GG`` goal)."""
-    return grid_env.pprint_grid()

@@ -80,10 +80,6 @@ def parse_patch_spec(agent: Agent, patch_spec: str | dict, op: str = "patch") ->
     return tuple(checked)
 
 
-def spec_to_dict(interventions: Sequence[Intervention]) -> dict:
-    return {i.site: "all" if i.units is None else list(i.units) for i in interventions}
-
-
 def patch_rows(
     agent: Agent,
     observations: torch.Tensor,

@@ -25,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from stable_baselines3 import DQN
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
 
 from reasonlens.agents.agent import AGENT_FILE, CONFIG_FILE, CURVE_FILE, EVAL_FILE, Agent
 from reasonlens.agents.config import AgentConfig
@@ -66,8 +69,6 @@ def greedy_success(
 
 
 def _vec_env(config: AgentConfig):
-    from stable_baselines3.common.env_util import make_vec_env
-
     return make_vec_env(lambda: make_env(config.env_id, config.actions), n_envs=config.n_envs, seed=config.seed)
 
 
@@ -78,9 +79,7 @@ def _learning_rate(config: AgentConfig):
     return lambda progress_remaining: end + (start - end) * progress_remaining
 
 
-def build_model(config: AgentConfig):
-    from stable_baselines3 import DQN
-
+def build_model(config: AgentConfig) -> DQN:
     return DQN(
         "MlpPolicy",
         _vec_env(config),
@@ -107,33 +106,33 @@ def _save_model(model, path: Path) -> None:
         model.save(handle)
 
 
-def _curve_callback(config: AgentConfig, curve: list, started: float, out: Path, log: Callable[[str], None]):
-    from stable_baselines3.common.callbacks import BaseCallback
+class SuccessCurve(BaseCallback):
+    """Every ``eval_every`` steps: the greedy success rate appended to ``curve``, logged, and (with
+    ``keep_best``) the model saved to ``out/agent.zip`` when it beats the best so far."""
 
-    class SuccessCurve(BaseCallback):
-        def __init__(self):
-            super().__init__()
-            self.next_eval = config.eval_every
-            self.best = -1.0
+    def __init__(self, config: AgentConfig, curve: list, started: float, out: Path, log: Callable[[str], None]):
+        super().__init__()
+        self.config, self.curve, self.started, self.out, self.log = config, curve, started, out, log
+        self.next_eval = config.eval_every
+        self.best = -1.0
 
-        def _on_step(self) -> bool:
-            if self.num_timesteps >= self.next_eval:
-                self.next_eval += config.eval_every
-                point = {"steps": int(self.num_timesteps), "seconds": round(time.perf_counter() - started, 1)}
-                point.update(greedy_success(self.model.policy.q_net, config))
-                curve.append(point)
-                saved = ""
-                if config.keep_best and point["success_rate"] > self.best:
-                    self.best = point["success_rate"]
-                    _save_model(self.model, out / AGENT_FILE)
-                    saved = "  (saved)"
-                log(
-                    f"steps {point['steps']:>9,}  success {point['success_rate']:6.1%}  "
-                    f"length {point['mean_length']:6.1f}  {point['seconds']:7.1f} s{saved}"
-                )
-            return True
-
-    return SuccessCurve()
+    def _on_step(self) -> bool:
+        config = self.config
+        if self.num_timesteps >= self.next_eval:
+            self.next_eval += config.eval_every
+            point = {"steps": int(self.num_timesteps), "seconds": round(time.perf_counter() - self.started, 1)}
+            point.update(greedy_success(self.model.policy.q_net, config))
+            self.curve.append(point)
+            saved = ""
+            if config.keep_best and point["success_rate"] > self.best:
+                self.best = point["success_rate"]
+                _save_model(self.model, self.out / AGENT_FILE)
+                saved = "  (saved)"
+            self.log(
+                f"steps {point['steps']:>9,}  success {point['success_rate']:6.1%}  "
+                f"length {point['mean_length']:6.1f}  {point['seconds']:7.1f} s{saved}"
+            )
+        return True
 
 
 def train_agent(config: AgentConfig, out_dir: str | os.PathLike, log: Callable[[str], None] = print) -> Agent:
@@ -147,7 +146,7 @@ def train_agent(config: AgentConfig, out_dir: str | os.PathLike, log: Callable[[
     model = build_model(config)
     curve: list[dict] = []
     started = time.perf_counter()
-    callback = _curve_callback(config, curve, started, out, log)
+    callback = SuccessCurve(config, curve, started, out, log)
     model.learn(total_timesteps=config.steps, callback=callback)
     train_seconds = time.perf_counter() - started
     last = greedy_success(model.policy.q_net, config)

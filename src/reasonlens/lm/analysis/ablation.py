@@ -175,8 +175,3 @@ def compare_importance(a: dict, b: dict, names: tuple[str, str] | None = None, k
                 if split != first:
                     out["jaccard"][f"{name}:{op}/{first}~{split}"] = jaccard(per_split[first], heads)
     return out
-
-
-def top_components(report: dict, op: str, split: str, k: int = 5) -> list[dict]:
-    rows = [r for r in report["rows"] if r["op"] == op and r["split"] == split]
-    return sorted(rows, key=lambda r: -r["importance"])[:k]

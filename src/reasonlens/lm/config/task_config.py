@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from reasonlens.lm.errors import LMError
 from reasonlens.utils.config import StrictConfig
 
 FAMILIES = ("sum_colour", "sum_a_minus_b", "sum_predicate", "count_predicate", "sum_colour_predicate")
@@ -83,8 +84,6 @@ class TaskConfig(StrictConfig):
 
     def check_category(self, category: str) -> str:
         """``category`` if this config builds it, else one clear error listing the ones it does."""
-        from reasonlens.lm.errors import LMError
-
         if category not in self.ood_categories:
             raise LMError(
                 f"unknown OOD category {category!r}; this task has: {', '.join(self.ood_categories) or 'none'}"

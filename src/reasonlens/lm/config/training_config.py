@@ -98,10 +98,3 @@ class RLConfig(StrictConfig):
         if not self.mix or any(v < 0 for v in self.mix.values()) or sum(self.mix.values()) <= 0:
             raise ValueError("mix needs non-negative shares with a positive sum, e.g. {'id': 0.8, 'paraphrase': 0.2}")
         return self
-
-
-class TrainingConfig(StrictConfig):
-    """Both stages; scripts usually build this from one YAML file."""
-
-    sft: SFTConfig = Field(default_factory=SFTConfig)
-    rl: RLConfig = Field(default_factory=RLConfig)

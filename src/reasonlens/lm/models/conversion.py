@@ -14,13 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
 
 from reasonlens.lm.models.lm_loader import load_checkpoint
 
 
-def hooked_config(hf_config, device: str | torch.device = "cpu"):
-    from transformer_lens import HookedTransformerConfig
-
+def hooked_config(hf_config, device: str | torch.device = "cpu") -> HookedTransformerConfig:
     return HookedTransformerConfig(
         d_model=hf_config.n_embd,
         d_head=hf_config.n_embd // hf_config.n_head,
@@ -41,9 +41,6 @@ def hooked_config(hf_config, device: str | torch.device = "cpu"):
 
 def to_hooked_transformer(checkpoint: str | Path, device: str | torch.device = "cpu"):
     """(HookedTransformer, tokenizer) of a local checkpoint directory."""
-    from transformer_lens import HookedTransformer
-    from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
-
     hf_model, tokenizer = load_checkpoint(checkpoint, "cpu")
     cfg = hooked_config(hf_model.config, device)
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
@@ -54,8 +51,3 @@ def to_hooked_transformer(checkpoint: str | Path, device: str | torch.device = "
     model.to(device)
     model.eval()
     return model, tokenizer
-
-
-def hooked_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Logits of a left-padded batch (positions counted from each prompt's first real token)."""
-    return model(input_ids, attention_mask=attention_mask, padding_side="left")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from reasonlens.lm.config.training_config import ModelConfig
 from reasonlens.lm.errors import LMError
@@ -22,8 +23,6 @@ MODEL_FILES = ("config.json",)
 
 def build_model(config: ModelConfig, tokenizer, seed: int = 0):
     """A freshly initialised ``GPT2LMHeadModel`` sized by ``config`` for ``tokenizer``."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     n_layer, n_head, n_embd = config.dims()
     gpt2_config = GPT2Config(
         vocab_size=len(tokenizer),
@@ -57,9 +56,7 @@ def check_checkpoint(path: str | Path) -> Path:
     return path
 
 
-def load_tokenizer(path: str | Path):
-    from transformers import PreTrainedTokenizerFast
-
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     path = Path(path)
     if not all((path / f).exists() for f in TOKENIZER_FILES):
         raise LMError(f"directory {path} has no tokenizer files (tokenizer.json)")
@@ -70,8 +67,6 @@ def load_tokenizer(path: str | Path):
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode, tokenizer) from a local checkpoint directory."""
-    from transformers import GPT2LMHeadModel
-
     path = check_checkpoint(path)
     tokenizer = load_tokenizer(path)
     model = GPT2LMHeadModel.from_pretrained(str(path), local_files_only=True).to(device)

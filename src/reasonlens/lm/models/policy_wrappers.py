@@ -1,6 +1,6 @@
-"""A causal LM seen as a policy over answers: greedy or sampled generation that stops at EOS or a newline,
-and the log-probability of given answers. Evaluation and the environment use it; trl's GRPO trainer
-takes the plain model (GRPO needs no value head, see :mod:`reasonlens.lm.training.rl_trainer`).
+"""A causal LM seen as a policy over answers: greedy or sampled generation that stops at EOS or a newline.
+Evaluation and the RL curves use it; trl's GRPO trainer takes the model itself (GRPO needs no value head,
+see :mod:`reasonlens.lm.training.rl_trainer`), as a :class:`GPT2MaskPositions`.
 
 Left padding puts every prompt's last token at the final position; position ids are computed from the
 attention mask so a padded prompt sees the same positions as an unpadded one.
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from transformers import GPT2LMHeadModel
 
 from reasonlens.lm.models.lm_loader import encode_prompts
 
@@ -50,50 +51,29 @@ class Policy:
         texts = self.tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         return [text.split("\n")[0] for text in texts]
 
-    @torch.no_grad()
-    def answer_logprobs(self, prompts: list[str], answers: list[str]) -> torch.Tensor:
-        """log p(answer | prompt) summed over the answer's tokens, one per row."""
-        ids = [self.tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
-        texts = [p + a for p, a in zip(prompts, answers)]
-        batch = encode_prompts(self.tokenizer, texts, self.max_length, self.device)
-        logits = self.model(**batch, position_ids=mask_positions(batch["attention_mask"])).logits
-        logprobs = torch.log_softmax(logits[:, :-1].float(), -1)
-        targets = batch["input_ids"][:, 1:]
-        picked = logprobs.gather(-1, targets[..., None])[..., 0]  # (B, T-1)
-        out = torch.zeros(len(texts), device=self.device)
-        for i, row in enumerate(ids):
-            out[i] = picked[i, -len(row) :].sum()
-        return out
 
-
-def mask_position_model_class():
+class GPT2MaskPositions(GPT2LMHeadModel):
     """``GPT2LMHeadModel`` that derives position ids from the attention mask when none are given.
 
     Generation computes positions from the mask, but trl's GRPO scores log-probs with a plain forward that
     passes none, and GPT-2 then uses 0..T-1: a left-padded prompt would be scored at other positions than
     it was sampled at. This class makes both agree; it saves as a plain GPT-2 (:func:`as_plain_gpt2`).
     """
-    from transformers import GPT2LMHeadModel
 
-    class GPT2MaskPositions(GPT2LMHeadModel):
-        def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, **kwargs):
-            if position_ids is None and attention_mask is not None and past_key_values is None:
-                position_ids = mask_positions(attention_mask)
-            return super().forward(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                past_key_values=past_key_values,
-                **kwargs,
-            )
-
-    return GPT2MaskPositions
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, **kwargs):
+        if position_ids is None and attention_mask is not None and past_key_values is None:
+            position_ids = mask_positions(attention_mask)
+        return super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            **kwargs,
+        )
 
 
 def as_plain_gpt2(model):
     """The same weights as a plain ``GPT2LMHeadModel`` (what checkpoints hold)."""
-    from transformers import GPT2LMHeadModel
-
     model.__class__ = GPT2LMHeadModel
     model.config.architectures = ["GPT2LMHeadModel"]
     return model

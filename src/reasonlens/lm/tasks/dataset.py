@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from datasets import Dataset, DatasetDict, load_from_disk
+
 from reasonlens.lm.config.task_config import TaskConfig
 from reasonlens.lm.errors import LMError
 from reasonlens.lm.tasks.generators import make_example
@@ -46,13 +48,7 @@ def build_examples(config: TaskConfig) -> dict[str, list[dict]]:
 
 def build_sft_datasets(config: TaskConfig):
     """``DatasetDict`` with train/val/test and ``ood_<category>`` splits (columns: see generators)."""
-    from datasets import Dataset, DatasetDict
-
     return DatasetDict({name: Dataset.from_list(rows) for name, rows in build_examples(config).items()})
-
-
-def ood_split(category: str) -> str:
-    return f"ood_{category}"
 
 
 def save_datasets(datasets, path: str | Path, config: TaskConfig | None = None) -> Path:
@@ -67,8 +63,6 @@ def save_datasets(datasets, path: str | Path, config: TaskConfig | None = None) 
 
 def load_datasets(path: str | Path):
     """(DatasetDict, TaskConfig or None) from a directory written by :func:`save_datasets`."""
-    from datasets import load_from_disk
-
     path = Path(path)
     if not (path / "data").is_dir():
         raise LMError(f"{path} is not a dataset directory (no data/ inside); build one with `reasonlens lm datasets`")

@@ -23,8 +23,6 @@ from reasonlens.lm.config.task_config import COLOUR_FAMILIES, TaskConfig
 from reasonlens.lm.tasks.formatting import N_ID_TEMPLATES, format_answer, format_prompt, rule_text
 from reasonlens.lm.tasks.rules import Rule, family_index, sample_rule
 
-DISTRIBUTIONS = ("id", "unseen_colour", "unseen_composition", "paraphrase", "more_cards", "shifted_numbers")
-
 
 def sample_cards(rule: Rule, config: TaskConfig, rng: random.Random, distribution: str) -> list[tuple[str, int]]:
     count_range = config.more_cards if distribution == "more_cards" else config.n_cards
@@ -93,10 +91,3 @@ def make_example(
         "label_id": int(label == "BIG"),
         **labels,
     }
-
-
-def rule_of(example: dict, config: TaskConfig) -> Rule:
-    """Rebuild the :class:`Rule` of an example from its name."""
-    from reasonlens.lm.tasks.rules import rule_from_name
-
-    return rule_from_name(example["rule"], config)

@@ -155,16 +155,5 @@ def sample_rule(family: str, config: TaskConfig, rng: random.Random, distributio
     return Rule(family, (colour,), (), predicate)
 
 
-def distribution_of(rule: Rule, config: TaskConfig) -> str:
-    """Which rule distribution ``rule`` belongs to by construction: ``unseen_colour``,
-    ``unseen_composition`` or ``id`` (card-count, number-range and paraphrase shifts are properties of the
-    example, not of the rule)."""
-    if any(c in config.unseen_colours for c in rule.colours):
-        return "unseen_colour"
-    if rule.family == "sum_colour_predicate" and (rule.add[0], rule.predicate) in held_out_pairs(config.colours):
-        return "unseen_composition"
-    return "id"
-
-
 def family_index(family: str) -> int:
     return FAMILIES.index(family)

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import torch
 
+from reasonlens.lm.errors import LMError
 from reasonlens.lm.models.lm_loader import load_checkpoint
 from reasonlens.lm.models.policy_wrappers import Policy
 from reasonlens.lm.tasks.formatting import LABELS, parse_answer
 from reasonlens.utils.io import write_json
-
-DEFAULT_SPLITS = ("test",)
 
 
 def score_completion(completion: str, example: dict) -> dict:
@@ -73,8 +72,6 @@ def evaluate_checkpoint(
     max_length: int | None = None,
 ) -> dict:
     """Evaluate ``checkpoint`` on ``splits`` (default: test + all OOD); write the JSON to ``out`` if given."""
-    from reasonlens.lm.errors import LMError
-
     model, tokenizer = load_checkpoint(checkpoint, device)
     splits = list(splits or evaluation_splits(datasets))
     unknown = [s for s in splits if s not in datasets]

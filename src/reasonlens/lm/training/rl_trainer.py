@@ -18,11 +18,15 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+
 from reasonlens.lm.config.task_config import TaskConfig
 from reasonlens.lm.config.training_config import RLConfig
 from reasonlens.lm.envs.text_game_env import TextGameEnv
 from reasonlens.lm.models.lm_loader import check_checkpoint, load_tokenizer, save_checkpoint
-from reasonlens.lm.models.policy_wrappers import Policy, as_plain_gpt2, mask_position_model_class
+from reasonlens.lm.models.policy_wrappers import GPT2MaskPositions, Policy, as_plain_gpt2
 from reasonlens.lm.tasks.dataset import build_sft_datasets
 from reasonlens.lm.training.evaluation import evaluate_checkpoint, evaluate_split, evaluation_splits
 from reasonlens.utils.device import resolve_device
@@ -53,36 +57,35 @@ class GameReward:
         return out
 
 
-def _callback(out: Path, reward: GameReward, policy: Policy, eval_sets: dict, config: RLConfig):
-    from transformers import TrainerCallback
+class Curves(TrainerCallback):
+    """Logs trl's records with the rewards per distribution to ``metrics.jsonl``, and the greedy success on
+    every evaluation split every ``eval_every`` steps (and at the last) to ``rl_curve.jsonl``."""
 
-    class Curves(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            append_jsonl(out / "metrics.jsonl", {"step": state.global_step, **(logs or {}), **reward.flush()})
+    def __init__(self, out: Path, reward: GameReward, policy: Policy, eval_sets: dict, config: RLConfig):
+        self.out, self.reward, self.policy, self.eval_sets, self.config = out, reward, policy, eval_sets, config
 
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step % config.eval_every == 0 or state.global_step == state.max_steps:
-                self.evaluate(state.global_step)
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        append_jsonl(self.out / "metrics.jsonl", {"step": state.global_step, **(logs or {}), **self.reward.flush()})
 
-        def evaluate(self, step: int):
-            was_training = policy.model.training
-            policy.model.eval()
-            record = {"step": step}
-            for name, split in eval_sets.items():
-                record[name] = evaluate_split(policy, split, config.eval_examples)["accuracy"]
-            append_jsonl(out / "rl_curve.jsonl", record)
-            policy.model.train(was_training)
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.config.eval_every == 0 or state.global_step == state.max_steps:
+            self.evaluate(state.global_step)
 
-    return Curves()
+    def evaluate(self, step: int):
+        model = self.policy.model
+        was_training = model.training
+        model.eval()
+        record = {"step": step}
+        for name, split in self.eval_sets.items():
+            record[name] = evaluate_split(self.policy, split, self.config.eval_examples)["accuracy"]
+        append_jsonl(self.out / "rl_curve.jsonl", record)
+        model.train(was_training)
 
 
 def run_rl(
     task_config: TaskConfig, training_config: RLConfig, init_checkpoint: str | Path, datasets=None
 ) -> tuple[Path, dict]:
     """GRPO from ``init_checkpoint``; return (path of the RL checkpoint, evaluation metrics)."""
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-
     task_config = TaskConfig.from_dict(task_config)
     config = RLConfig.from_dict(training_config)
     init_checkpoint = check_checkpoint(init_checkpoint)
@@ -103,7 +106,7 @@ def run_rl(
     device = resolve_device(config.device)
 
     tokenizer = load_tokenizer(init_checkpoint)
-    model = mask_position_model_class().from_pretrained(str(init_checkpoint), local_files_only=True).to(device)
+    model = GPT2MaskPositions.from_pretrained(str(init_checkpoint), local_files_only=True).to(device)
     columns = ("prompt", "label", "total", "distribution")
     prompts = Dataset.from_list([{k: e[k] for k in columns} for e in env.sample(config.n_prompts)])
 
@@ -133,7 +136,7 @@ def run_rl(
         args=args,
         train_dataset=prompts,
         processing_class=tokenizer,
-        callbacks=[_callback(out, reward, policy, eval_sets, config)],
+        callbacks=[Curves(out, reward, policy, eval_sets, config)],
     )
     trainer.train()
     final = save_checkpoint(as_plain_gpt2(trainer.model).float().cpu(), tokenizer, out / "final")

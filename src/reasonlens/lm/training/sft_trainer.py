@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from reasonlens.lm.config.task_config import TaskConfig
 from reasonlens.lm.config.training_config import SFTConfig
@@ -70,24 +71,19 @@ def answer_accuracy(eval_prediction) -> dict[str, float]:
     return {"answer_accuracy": float(row_correct.mean())}
 
 
-class _JsonlLog:
-    """A TrainerCallback writing every log record to metrics.jsonl as it happens."""
+class JsonlLog(TrainerCallback):
+    """Writes every log record of the Trainer to a JSONL file as it happens."""
 
-    def __new__(cls, path: Path):
-        from transformers import TrainerCallback
+    def __init__(self, path: Path):
+        self.path = path
 
-        class Callback(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if logs:
-                    append_jsonl(path, {"step": state.global_step, **logs})
-
-        return Callback()
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            append_jsonl(self.path, {"step": state.global_step, **logs})
 
 
 def run_sft(task_config: TaskConfig, training_config: SFTConfig, datasets=None) -> tuple[Path, dict]:
     """Train from scratch; return (path of the best checkpoint, evaluation metrics)."""
-    from transformers import Trainer, TrainingArguments
-
     task_config = TaskConfig.from_dict(task_config)
     config = SFTConfig.from_dict(training_config)
     datasets = datasets if datasets is not None else build_sft_datasets(task_config)
@@ -141,7 +137,7 @@ def run_sft(task_config: TaskConfig, training_config: SFTConfig, datasets=None) 
         data_collator=AnswerCollator(tokenizer.pad_token_id),
         compute_metrics=answer_accuracy,
         preprocess_logits_for_metrics=_argmax,
-        callbacks=[_JsonlLog(out / "metrics.jsonl")],
+        callbacks=[JsonlLog(out / "metrics.jsonl")],
     )
     trainer.train()
     best = save_checkpoint(trainer.model.float().cpu(), tokenizer, out / "best")
