@@ -1,4 +1,7 @@
-"""Shared fixtures: small puzzle datasets in the official format, built in a temporary folder."""
+"""Shared test helpers: small puzzle datasets in the official format, a tiny trained HRM run, the one small
+model config, picture checks and the CPU's bf16 support."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +115,32 @@ def assert_real_picture(path, min_side=100, min_colours=8):
         assert min(image.size) >= min_side, f"{path}: {image.size}"
         colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
         assert colours is None or len(colours) >= min_colours, f"{path} has only {len(colours)} colours"
+
+
+def tiny_hrm_config(**overrides):
+    """The one small HRM-family model config of the tests (a few thousand parameters, fp32); each test states
+    what it changes. TRM and the transformer baseline take it too (extra HRM fields are ignored by them)."""
+    config = dict(
+        seq_len=8,
+        vocab_size=6,
+        hidden_size=32,
+        num_heads=2,
+        H_layers=1,
+        L_layers=1,
+        H_cycles=2,
+        L_cycles=2,
+        halt_max_steps=3,
+        forward_dtype="float32",
+        puzzle_emb_ndim=32,
+    )
+    return {**config, **overrides}
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this machine computes bf16 matmuls natively (AVX512-BF16 / AMX, or a GPU). Without it (an
+    AVX2-only CPU) bf16 sums round differently and large bf16 models run many times slower."""
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    return "avx512_bf16" in flags or "amx_bf16" in flags or torch.cuda.is_available()

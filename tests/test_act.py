@@ -1,29 +1,17 @@
-"""The ACT wrapper's carry semantics and halting rules (HRM_SPEC.md §1.11), for HRM and TRM."""
+"""The ACT wrapper's carry semantics and halting rules (sapientinc/HRM
+``HierarchicalReasoningModel_ACTV1.forward``), for HRM and TRM."""
 
 import pytest
 import torch
+from conftest import tiny_hrm_config
 
 from reasonlens.hrm import TRM, HRMACTv1, TransformerACT
 
 
 def config(**overrides):
-    base = dict(
-        seq_len=6,
-        vocab_size=5,
-        hidden_size=16,
-        num_heads=2,
-        H_layers=1,
-        L_layers=1,
-        H_cycles=1,
-        L_cycles=2,
-        halt_max_steps=4,
-        halt_exploration_prob=0.0,
-        forward_dtype="float32",
-        puzzle_emb_ndim=16,
-        num_puzzle_identifiers=3,
-        batch_size=3,
-    )
-    return {**base, **overrides}
+    small = dict(seq_len=6, vocab_size=5, hidden_size=16, H_cycles=1, halt_max_steps=4, puzzle_emb_ndim=16)
+    small.update(halt_exploration_prob=0.0, num_puzzle_identifiers=3, batch_size=3)
+    return tiny_hrm_config(**{**small, **overrides})
 
 
 def batch(seed, n=3):

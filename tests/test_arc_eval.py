@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 
-from reasonlens.hrm.evaluation.arc_voting import evaluate_arc_predictions, submission_from_evaluation, write_submission
 from reasonlens.hrm.data.arc import (
     ARCBuildConfig,
     augment_grid,
@@ -17,6 +16,7 @@ from reasonlens.hrm.data.arc import (
 )
 from reasonlens.hrm.data.arc_synthetic import SyntheticARCConfig, build_synthetic_arc_dataset
 from reasonlens.hrm.data.format import load_identifiers, load_split
+from reasonlens.hrm.evaluation.arc_voting import evaluate_arc_predictions, submission_from_evaluation, write_submission
 
 NUM_AUG = 5  # 6 variants per task
 WRONG = np.array([[9, 9], [9, 8]], dtype=np.uint8)

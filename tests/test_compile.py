@@ -1,24 +1,13 @@
 """``torch.compile`` of the ACT loss head gives the eager numbers (the official trainer compiles)."""
 
 import torch
+from conftest import tiny_hrm_config
 
 from reasonlens.hrm import ACTLossHead, HRMACTv1
 
 
 def test_compiled_train_segment_matches_eager():
-    config = dict(
-        seq_len=8,
-        vocab_size=11,
-        puzzle_emb_ndim=32,
-        num_puzzle_identifiers=2,
-        hidden_size=32,
-        num_heads=2,
-        H_layers=1,
-        L_layers=1,
-        halt_max_steps=3,
-        halt_exploration_prob=0.0,
-        forward_dtype="float32",
-    )
+    config = tiny_hrm_config(vocab_size=11, num_puzzle_identifiers=2, halt_exploration_prob=0.0)
     torch.manual_seed(0)
     model = HRMACTv1(config).train()
     head = ACTLossHead(model)

@@ -47,6 +47,16 @@ def documented_agent(workdir):
         extract_activations(agent, name)
 
 
+def documented_demo_run(workdir):
+    """Blocks that open runs/demo (seed 000's ActivationPatcher) get a tiny trained run there (the numbers
+    in the doc come from the real demo; the code paths are the same)."""
+    import shutil
+
+    from conftest import train_tiny_sudoku
+
+    shutil.move(train_tiny_sudoku(workdir / "tiny") / "run", workdir / "runs" / "demo")
+
+
 @pytest.mark.parametrize(("doc", "index", "code"), PYTHON_BLOCKS, ids=[f"{d}-{i}" for d, i, _ in PYTHON_BLOCKS])
 def test_python_block_runs(doc, index, code, workdir):
     if doc == "agents.md":
@@ -55,6 +65,8 @@ def test_python_block_runs(doc, index, code, workdir):
     if doc == "lm.md":
         pytest.importorskip("trl")
         pytest.importorskip("transformer_lens")
+    if '"runs/demo"' in code:
+        documented_demo_run(workdir)
     exec(compile(code, f"{doc}[{index}]", "exec"), {"__name__": "__doc_example__"})
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import assert_real_picture, train_tiny_sudoku, write_tiny_recipe
+from conftest import assert_real_picture, tiny_hrm_config, train_tiny_sudoku, write_tiny_recipe
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -83,7 +83,7 @@ def test_scaling_rows_equal_separate_rollouts(tiny_run):
             scores = short.score(short.run(batch), batch)
         assert rows[m - 1]["exact"] == pytest.approx(float(scores["exact"].mean()))
         assert rows[m - 1]["token"] == pytest.approx(float(scores["accuracy"].mean()), abs=1e-6)
-    segments = [r["segments"] for r in rows]
+    segments = [r["act_steps"] for r in rows]
     halting_steps = [r["mean_steps_with_halting"] for r in rows]
     assert segments == sorted(segments) and all(h <= s for h, s in zip(halting_steps, segments))
     assert halting_steps == sorted(halting_steps)  # more segments allowed never halts earlier
@@ -112,7 +112,7 @@ def test_analyze_commands_write_json_pictures_and_report(tiny_run, tmp_path):
         assert dimensionality[name]["PR_H"] == pytest.approx(expected["PR_H"], rel=1e-6)
         assert dimensionality[name]["PR_L"] == pytest.approx(expected["PR_L"], rel=1e-6)
     scaling = json.loads((out / "scaling.json").read_text())
-    assert [r["segments"] for r in scaling["rows"]] == [1, 2, 3, 4, 6]
+    assert [r["act_steps"] for r in scaling["rows"]] == [1, 2, 3, 4, 6]
     for name in ("convergence.png", "dimensionality.png", "scaling.png", "steps/puzzle_0.png"):
         assert_real_picture(out / name)
     with Image.open(out / "steps" / "puzzle_1.gif") as gif:
@@ -134,21 +134,10 @@ def _saved_bytes_and_grads(gradient_steps: int, cycles: int):
     from reasonlens.hrm import ACTLossHead
     from reasonlens.hrm.models.study_variants import HRMACTv1Study
 
-    config = dict(
-        seq_len=4,
-        vocab_size=5,
-        hidden_size=16,
-        num_heads=2,
-        H_layers=1,
-        L_layers=1,
-        H_cycles=cycles,
-        L_cycles=cycles,
-        puzzle_emb_ndim=0,
-        halt_max_steps=2,
-        forward_dtype="float32",
-        gradient_steps=gradient_steps,
-        batch_size=3,
+    config = tiny_hrm_config(
+        seq_len=4, vocab_size=5, hidden_size=16, H_cycles=cycles, L_cycles=cycles, puzzle_emb_ndim=0, halt_max_steps=2
     )
+    config.update(gradient_steps=gradient_steps, batch_size=3)
     torch.manual_seed(0)
     model = HRMACTv1Study(config).train()
     head = ACTLossHead(model)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import assert_real_picture, train_tiny_sudoku, write_tiny_recipe
+from conftest import assert_real_picture, tiny_hrm_config, train_tiny_sudoku, write_tiny_recipe
 from typer.testing import CliRunner
 
 from reasonlens.cli.main import app
@@ -21,17 +21,7 @@ from reasonlens.hrm.training.trainer import TrainConfig, train
 from reasonlens.interp import InterpError
 from reasonlens.utils.io import write_yaml
 
-TINY = dict(
-    seq_len=16,
-    vocab_size=6,
-    hidden_size=32,
-    num_heads=2,
-    H_layers=1,
-    L_layers=1,
-    puzzle_emb_ndim=32,
-    forward_dtype="float32",
-    halt_max_steps=2,
-)
+TINY = tiny_hrm_config(seq_len=16, halt_max_steps=2)
 
 
 def _batch(seed=0):
@@ -303,9 +293,9 @@ def test_analyze_steps_every_cycle(tmp_path, tiny_source):
     args = ["analyze", "steps", str(tiny_source), "--puzzles", "2", "--every-cycle", "--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "cycle  8 (segment 4)" in result.output  # 4 segments × 2 cycles
+    assert "cycle  8 (ACT step 4)" in result.output  # 4 ACT steps × 2 cycles
     steps = json.loads((out / "steps.json").read_text())
-    assert steps["cycles"] == 8 and [r["segment"] for r in steps["cycle_accuracy"]] == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert steps["cycles"] == 8 and [r["act_step"] for r in steps["cycle_accuracy"]] == [1, 1, 2, 2, 3, 3, 4, 4]
     every_second = [r["exact"] for r in steps["cycle_accuracy"]][1::2]
     assert every_second == [r["exact"] for r in steps["accuracy"]]
     with Image.open(out / "steps" / "puzzle_1_cycles.gif") as gif:

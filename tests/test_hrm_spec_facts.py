@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_hrm_config
 
 from reasonlens.hrm import TRM, ACTLossHead, HRMACTv1, TransformerACT
 from reasonlens.utils.memory import count_saved_bytes
@@ -63,20 +64,7 @@ def test_state_dict_layout_of_the_sudoku_model():
 
 
 def tiny(**overrides):
-    config = dict(
-        seq_len=8,
-        vocab_size=6,
-        hidden_size=32,
-        num_heads=2,
-        H_layers=1,
-        L_layers=1,
-        H_cycles=2,
-        L_cycles=2,
-        halt_max_steps=3,
-        forward_dtype="float32",
-        puzzle_emb_ndim=32,
-    )
-    return {**config, **overrides}
+    return tiny_hrm_config(**overrides)
 
 
 def make_batch(config, batch_size=4, seed=0):

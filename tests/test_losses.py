@@ -1,4 +1,5 @@
-"""Stablemax / softmax cross-entropy and the ACT loss head's losses and metrics (HRM_SPEC.md §2)."""
+"""Stablemax / softmax cross-entropy and the ACT loss head's losses and metrics
+(sapientinc/HRM ``models/losses.py``)."""
 
 import math
 

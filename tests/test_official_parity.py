@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import native_bf16_cpu
 from safetensors.torch import load_file
 
 from reasonlens.hrm import ACTLossHead, CastedSparseEmbeddingSignSGD_Distributed, HRMACTv1
@@ -23,19 +24,11 @@ FIXTURES = Path(__file__).parent / "fixtures" / "official_hrm"
 VARIANTS = ["fp32_rope", "bf16_learned"]
 
 
-def native_bf16_cpu() -> bool:
-    """The bf16 fixtures were recorded on a CPU with AVX512-BF16; CPUs without native bf16 dot products
-    (e.g. AVX2-only) round bf16 matmul sums differently, so the bf16 rollouts are compared only there."""
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
-    return "avx512_bf16" in flags or "amx_bf16" in flags or torch.cuda.is_available()
-
-
 ROLLOUT_VARIANTS = [
     "fp32_rope",
     pytest.param(
         "bf16_learned",
-        marks=pytest.mark.skipif(not native_bf16_cpu(), reason="bf16 fixtures need native bf16 (AVX512-BF16)"),
+        marks=pytest.mark.skipif(not native_bf16_cpu(), reason="recorded with native bf16 (AVX512-BF16)"),
     ),
 ]
 TOLERANCE = {"float32": dict(rtol=1e-5, atol=1e-6), "bfloat16": dict(rtol=1.6e-2, atol=1e-2)}

@@ -1,5 +1,6 @@
-"""AdamATan2 against the update formula of HRM_SPEC.md §3.2 (a float64 reference written per element),
-and the sparse SignSGD of §3.3, single process and all-gathered across two gloo processes."""
+"""AdamATan2 against the update of imoneoi/adam-atan2 ``csrc/adam_atan2.cu`` (a float64 reference written per
+element), and the sparse SignSGD of sapientinc/HRM ``models/sparse_embedding.py``, single process and
+all-gathered across two gloo processes."""
 
 import math
 import os

@@ -1,5 +1,5 @@
-"""The official sampler semantics (HRM_SPEC.md §3.5): group order and member choice from
-Philox(seed + iteration), full global batches only, rank slices, sequential padded test batches,
+"""The official sampler semantics (sapientinc/HRM ``puzzle_dataset.py::PuzzleDataset``): group order and member
+choice from Philox(seed + iteration), full global batches only, rank slices, sequential padded test batches,
 label mapping, and exact resumption."""
 
 import numpy as np

@@ -86,7 +86,7 @@ def test_short_run_writes_a_complete_run_directory(sorting_dataset, tmp_path):
     assert result["metrics"]["accuracy"] == pytest.approx(summary["eval/accuracy"])
     # inference-time scaling runs more segments than trained with
     scaled = run_evaluation(run, max_steps=6, out=tmp_path / "scaled.json")
-    assert scaled["segments"] == 6 and scaled["metrics"]["steps"] == pytest.approx(6.0)
+    assert scaled["act_steps"] == 6 and scaled["metrics"]["steps"] == pytest.approx(6.0)
 
 
 KILLER = textwrap.dedent(

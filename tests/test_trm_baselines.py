@@ -2,25 +2,14 @@
 
 import pytest
 import torch
+from conftest import tiny_hrm_config
 
 from reasonlens.hrm import EMA, HRM, TRM, HRMACTv1, TransformerACT
 
 
 def trm_config(**overrides):
-    config = dict(
-        seq_len=6,
-        vocab_size=5,
-        hidden_size=16,
-        num_heads=2,
-        L_layers=2,
-        H_cycles=3,
-        L_cycles=6,
-        halt_max_steps=4,
-        puzzle_emb_ndim=16,
-        puzzle_emb_len=4,
-        forward_dtype="float32",
-    )
-    return {**config, **overrides}
+    small = dict(seq_len=6, vocab_size=5, hidden_size=16, L_layers=2, H_cycles=3, L_cycles=6, halt_max_steps=4)
+    return tiny_hrm_config(**{**small, "puzzle_emb_ndim": 16, "puzzle_emb_len": 4, **overrides})
 
 
 def batch(n=2, seq_len=6, vocab=5):

@@ -12,9 +12,9 @@ from typing import Annotated
 import typer
 
 from reasonlens.cli.errors import user_errors
-from reasonlens.hrm.analysis import dynamics
-from reasonlens.hrm.analysis import pictures as viz
+from reasonlens.hrm.analysis import dynamics, pictures
 from reasonlens.hrm.analysis.adapter import HRMAdapter
+from reasonlens.hrm.analysis.studies import load_study, run_study, select
 from reasonlens.interp import InterpError
 from reasonlens.interp.report import table_html, write_html_report
 from reasonlens.utils.io import write_json
@@ -63,7 +63,7 @@ def run_convergence(
     result["compared"] = others
     folder = output_dir(run, out)
     write_json(folder / "convergence.json", result)
-    viz.convergence_plot(result, folder / "convergence.png", f"forward residuals: {Path(run).name}", others)
+    pictures.convergence_plot(result, folder / "convergence.png", f"forward residuals: {Path(run).name}", others)
     write_report(folder)
     return result
 
@@ -77,7 +77,7 @@ def run_dimensionality(run, data=None, puzzles: int = 200, bootstrap: int = 100,
     result = {"run": str(run), "trained": trained, "untrained": untrained, "paper": PAPER_PR}
     folder = output_dir(run, out)
     write_json(folder / "dimensionality.json", result)
-    viz.dimensionality_plot(trained, untrained, folder / "dimensionality.png")
+    pictures.dimensionality_plot(trained, untrained, folder / "dimensionality.png")
     write_report(folder)
     return result
 
@@ -88,41 +88,41 @@ PAPER_PR = {"trained": {"PR_H": 89.95, "PR_L": 30.22, "ratio": 2.98}, "untrained
 def run_steps(
     run, data=None, puzzles: int = 3, steps: int | None = None, out=None, device="cpu", every_cycle: bool = False
 ) -> dict:
-    """Pictures of the prediction after every segment; with ``every_cycle`` also after every high-level
+    """Pictures of the prediction after every ACT step; with ``every_cycle`` also after every high-level
     cycle (``puzzle_N_cycles.png`` / ``.gif``, and the accuracy per cycle in ``steps.json``)."""
     adapter = _adapter(run, data, device)
     trajectories = dynamics.collect_trajectories(adapter, _puzzles(adapter, max(2, puzzles)), steps)
     cycles = dynamics.cycle_view(trajectories, adapter.model) if every_cycle else None
-    kind = viz.dataset_kind(adapter.dataset_dir)
+    kind = pictures.dataset_kind(adapter.dataset_dir)
     folder = output_dir(run, out) / "steps"
     folder.mkdir(parents=True, exist_ok=True)
-    pictures = []
+    drawn = []
     for puzzle in range(min(puzzles, trajectories.labels.shape[0])):
-        viz.step_strip(trajectories, puzzle, kind, folder / f"puzzle_{puzzle}.png")
-        viz.step_gif(trajectories, puzzle, kind, folder / f"puzzle_{puzzle}.gif")
+        pictures.step_strip(trajectories, puzzle, kind, folder / f"puzzle_{puzzle}.png")
+        pictures.step_gif(trajectories, puzzle, kind, folder / f"puzzle_{puzzle}.gif")
         picture = {"puzzle": puzzle, "png": f"steps/puzzle_{puzzle}.png", "gif": f"steps/puzzle_{puzzle}.gif"}
         if cycles is not None:
-            viz.step_strip(cycles, puzzle, kind, folder / f"puzzle_{puzzle}_cycles.png", unit="cycle")
-            viz.step_gif(cycles, puzzle, kind, folder / f"puzzle_{puzzle}_cycles.gif", unit="cycle")
+            pictures.step_strip(cycles, puzzle, kind, folder / f"puzzle_{puzzle}_cycles.png", unit="cycle")
+            pictures.step_gif(cycles, puzzle, kind, folder / f"puzzle_{puzzle}_cycles.gif", unit="cycle")
             picture |= {
                 "cycles_png": f"steps/puzzle_{puzzle}_cycles.png",
                 "cycles_gif": f"steps/puzzle_{puzzle}_cycles.gif",
             }
-        pictures.append(picture)
+        drawn.append(picture)
     result = {
         "run": str(run),
         "kind": kind,
-        "segments": trajectories.steps,
-        "pictures": pictures,
-        "q_halt": trajectories.q_halt[:, : len(pictures)].T.tolist(),
-        "q_continue": trajectories.q_continue[:, : len(pictures)].T.tolist(),
+        "act_steps": trajectories.steps,
+        "pictures": drawn,
+        "q_halt": trajectories.q_halt[:, : len(drawn)].T.tolist(),
+        "q_continue": trajectories.q_continue[:, : len(drawn)].T.tolist(),
         "accuracy": dynamics.per_step_accuracy(trajectories),
     }
     if cycles is not None:
-        per_segment = cycles.steps // trajectories.steps
+        per_step = cycles.steps // trajectories.steps
         result["cycles"] = cycles.steps
         result["cycle_accuracy"] = [
-            {"cycle": i + 1, "segment": i // per_segment + 1, "exact": row["exact"], "token": row["token"]}
+            {"cycle": i + 1, "act_step": i // per_step + 1, "exact": row["exact"], "token": row["token"]}
             for i, row in enumerate(dynamics.per_step_accuracy(cycles))
         ]
     write_json(folder.parent / "steps.json", result)
@@ -131,8 +131,8 @@ def run_steps(
 
 
 def run_scaling(run, data=None, puzzles: int = 500, factor: int = 4, out=None, device="cpu") -> dict:
-    """Accuracy after 1, 2, 4, … up to ``factor`` × the trained Mmax segments, from one rollout (eval never
-    halts early, so segment m of a long rollout is segment m of a short one)."""
+    """Accuracy after 1, 2, 4, … up to ``factor`` × the trained ``halt_max_steps`` ACT steps, from one rollout
+    (eval never halts early, so ACT step m of a long rollout is ACT step m of a short one)."""
     adapter = _adapter(run, data, device)
     trained = adapter.model.config.halt_max_steps
     longest = factor * trained
@@ -140,10 +140,10 @@ def run_scaling(run, data=None, puzzles: int = 500, factor: int = 4, out=None, d
     every = dynamics.per_step_accuracy(trajectories)
     marks = sorted({2**i for i in range(longest.bit_length()) if 2**i <= longest} | {trained, longest})
     rows = [every[m - 1] for m in marks]
-    result = {"run": str(run), "trained_segments": trained, "puzzles": trajectories.labels.shape[0], "rows": rows}
+    result = {"run": str(run), "trained_act_steps": trained, "puzzles": trajectories.labels.shape[0], "rows": rows}
     folder = output_dir(run, out)
     write_json(folder / "scaling.json", result)
-    viz.scaling_plot(rows, trained, folder / "scaling.png")
+    pictures.scaling_plot(rows, trained, folder / "scaling.png")
     write_report(folder)
     return result
 
@@ -173,12 +173,11 @@ def write_report(folder: Path) -> Path:
     if (folder / "scaling.json").exists():
         result = json.loads((folder / "scaling.json").read_text())
         sections.append(("Inference-time scaling", table_html(result["rows"])))
-        sections.append(("Accuracy vs segments", folder / "scaling.png"))
+        sections.append(("Accuracy vs ACT steps", folder / "scaling.png"))
     return write_html_report(folder / "report.html", "Reasoning dynamics", sections)
 
 
 # ----------------------------------------------------------------------------------- commands
-
 
 
 @app.command()
@@ -225,19 +224,20 @@ def steps(
     run: RunArg,
     data: DataOpt = None,
     puzzles: Annotated[int, typer.Option(help="puzzles to draw")] = 3,
-    segments: Annotated[int | None, typer.Option(help="segments to run (default: the trained Mmax)")] = None,
+    act_steps: Annotated[int | None, typer.Option(help="ACT steps to run (default: the trained number)")] = None,
     every_cycle: Annotated[bool, typer.Option(help="also draw the prediction after every high-level cycle")] = False,
     out: OutOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
-    """The prediction after every segment (and with --every-cycle every high-level cycle) as PNG strips
+    """The prediction after every ACT step (and with --every-cycle every high-level cycle) as PNG strips
     and animated GIFs, with the halting Q values."""
     with user_errors():
-        result = run_steps(run, data, puzzles, segments, out, device, every_cycle)
-    typer.echo(f"  {len(result['pictures'])} puzzles × {result['segments']} segments ({result['kind']})")
+        result = run_steps(run, data, puzzles, act_steps, out, device, every_cycle)
+    typer.echo(f"  {len(result['pictures'])} puzzles × {result['act_steps']} ACT steps ({result['kind']})")
     for row in result.get("cycle_accuracy", []):
         typer.echo(
-            f"  cycle {row['cycle']:>2} (segment {row['segment']}): exact {row['exact']:.3f}  token {row['token']:.3f}"
+            f"  cycle {row['cycle']:>2} (ACT step {row['act_step']}): "
+            f"exact {row['exact']:.3f}  token {row['token']:.3f}"
         )
     typer.echo(f"wrote {output_dir(run, out)}/steps/ (PNG + GIF), steps.json, report.html")
 
@@ -247,17 +247,17 @@ def scaling(
     run: RunArg,
     data: DataOpt = None,
     puzzles: Annotated[int, typer.Option(help="test puzzles")] = 500,
-    factor: Annotated[int, typer.Option(help="run up to factor × the trained Mmax segments")] = 4,
+    factor: Annotated[int, typer.Option(help="run up to factor × the trained halt_max_steps ACT steps")] = 4,
     out: OutOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
-    """Inference-time scaling: accuracy at 1, 2, 4, … up to factor × Mmax segments, and with Q halting."""
+    """Inference-time scaling: accuracy at 1, 2, 4, … up to factor × halt_max_steps ACT steps, and with Q halting."""
     with user_errors():
         result = run_scaling(run, data, puzzles, factor, out, device)
     for row in result["rows"]:
         typer.echo(
-            f"  {row['segments']:>3} segments: exact {row['exact']:.3f}  token {row['token']:.3f}  "
-            f"with Q halting {row['exact_with_halting']:.3f} in {row['mean_steps_with_halting']:.2f} segments"
+            f"  {row['act_steps']:>3} ACT steps: exact {row['exact']:.3f}  token {row['token']:.3f}  "
+            f"with Q halting {row['exact_with_halting']:.3f} in {row['mean_steps_with_halting']:.2f} ACT steps"
         )
     typer.echo(f"wrote {output_dir(run, out)}/scaling.json, scaling.png, report.html")
 
@@ -272,12 +272,8 @@ def study(
     only: Annotated[str | None, typer.Option("--only", help="comma-separated variants to run (default: all)")] = None,
 ) -> None:
     """Train every variant of a study and tabulate accuracy, memory, PR and convergence (study.md)."""
-    from reasonlens.hrm.analysis.studies import load_study, run_study, select
-
     with user_errors():
         if not config.is_file():
-            from reasonlens.interp import InterpError
-
             raise InterpError(f"study config {config} does not exist")
         study = select(load_study(config), overrides or [], only.split(",") if only else None)
         run_study(study, out, retrain, log=typer.echo)

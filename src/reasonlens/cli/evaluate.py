@@ -49,8 +49,8 @@ def run_evaluation(
     result = {
         "checkpoint": str(checkpoint),
         "data": str(data),
-        "segments": max_steps or model.config.halt_max_steps,
-        "trained_segments": model.config.halt_max_steps,
+        "act_steps": max_steps or model.config.halt_max_steps,
+        "trained_act_steps": model.config.halt_max_steps,
         "metrics": metrics,
         "out": str(out),
     }
@@ -69,7 +69,7 @@ def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="run directory / model.safetensors, or an official checkpoint")],
     data: Annotated[Path | None, typer.Option(help="dataset folder (default: the one the run was trained on)")] = None,
     max_steps: Annotated[
-        int | None, typer.Option(help="segments per puzzle; above the trained value = inference-time scaling")
+        int | None, typer.Option(help="ACT steps per puzzle; above the trained value = inference-time scaling")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="rows per batch")] = 256,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps")] = "auto",
@@ -93,7 +93,7 @@ def evaluate(
             save_predictions=save_predictions,
         )
     metrics = result["metrics"]
-    typer.echo(f"{result['data']}: {int(metrics['count'])} puzzles, {result['segments']} segments")
+    typer.echo(f"{result['data']}: {int(metrics['count'])} puzzles, {result['act_steps']} ACT steps")
     for key in ("exact_accuracy", "accuracy", "q_halt_accuracy", "steps"):
         typer.echo(f"  {key:<16} {metrics[key]:.4f}")
     if "arc" in result:

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from reasonlens.cli.errors import user_errors
+from reasonlens.hrm.training.checkpoint import build_model, export_official_checkpoint, load_checkpoint, save_checkpoint
+from reasonlens.utils.io import read_yaml
 
 app = typer.Typer(help="HRM family: model configs and checkpoints.", no_args_is_help=True)
 
@@ -20,9 +22,6 @@ def params(
     arch: Annotated[str, typer.Option(help=ARCH_HELP)] = "hrm_act_v1",
 ) -> None:
     """Build the model of a config and print its parameter count per module."""
-    from reasonlens.hrm.training.checkpoint import build_model
-    from reasonlens.utils.io import read_yaml
-
     with user_errors():
         model = build_model(arch, read_yaml(config))
     counts: dict[str, int] = {}
@@ -45,18 +44,17 @@ def convert(
     seq_len: Annotated[
         int | None, typer.Option(help="sequence length, if an official checkpoint's dataset is absent")
     ] = None,
-    data_path: Annotated[
-        Path | None, typer.Option(help="dataset folder with train/dataset.json (gives seq_len)")
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", "--data-path", help="dataset folder with train/dataset.json (gives seq_len)"),
     ] = None,
 ) -> None:
     """Convert a checkpoint to the official layout (checkpoint + all_config.yaml) or to ours."""
-    from reasonlens.hrm.training.checkpoint import export_official_checkpoint, load_checkpoint, save_checkpoint
-
     if to not in ("official", "ours"):
         typer.echo(f"error: --to must be 'official' or 'ours', got {to!r}", err=True)
         raise typer.Exit(2)
     with user_errors():
-        model = load_checkpoint(src, seq_len=seq_len, data_path=data_path)
+        model = load_checkpoint(src, seq_len=seq_len, data_path=data)
         if to == "official":
             export_official_checkpoint(model, dst)
         else:

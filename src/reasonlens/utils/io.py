@@ -9,12 +9,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import torch
 import yaml
+from safetensors.torch import load_file, save_file
 
 
 @contextlib.contextmanager
@@ -39,8 +42,6 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling directory to fill; on success it replaces ``path`` (an existing one is
     removed), on error it is deleted — readers never see a half-written directory."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -87,8 +88,6 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
 
 def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
     """Save a flat dict of tensors atomically (contiguous copies; safetensors rejects views)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -103,14 +102,10 @@ def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str,
 
 
 def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict:
-    from safetensors.torch import load_file
-
     return load_file(str(path), device=device)
 
 
 def torch_save_atomic(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` through a temporary file and rename."""
-    import torch
-
     with atomic_write(path, "wb") as handle:
         torch.save(obj, handle)

@@ -2,8 +2,8 @@
 puzzles of a dataset split, which sites exist, and how a run is scored.
 
 **What runs.** An analysis run is an eval-mode ACT rollout: every puzzle runs exactly ``max_steps``
-segments from a fresh carry (eval never halts early, so every row makes the same module calls) and is
-scored on the last segment's prediction: token accuracy over the labelled cells, exact solve, and which
+ACT steps from a fresh carry (eval never halts early, so every row makes the same module calls) and is
+scored on the last ACT step's prediction: token accuracy over the labelled cells, exact solve, and which
 cells are right (:func:`reasonlens.hrm.evaluation.scoring.score_predictions`).
 
 **Call indices** (eval mode; training adds a 6-call target-Q pass per ACT step). With N = ``H_cycles``,
@@ -73,12 +73,12 @@ def call_index(model: ACTModel, module: str, step: int, h_cycle: int = 0, l_cycl
     if module.startswith("inner.H_level"):
         return step * c.H_cycles + h_cycle
     raise InterpError(
-        f"{module!r} runs once per segment or is not a reasoning module; use inner.L_level / inner.H_level"
+        f"{module!r} runs once per ACT step or is not a reasoning module; use inner.L_level / inner.H_level"
     )
 
 
 class HRMAdapter:
-    """Runs an HRM-family model on examples of a puzzle dataset split for ``max_steps`` ACT segments."""
+    """Runs an HRM-family model on examples of a puzzle dataset split for ``max_steps`` ACT steps."""
 
     def __init__(
         self,

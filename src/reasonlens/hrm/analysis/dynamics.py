@@ -5,7 +5,7 @@ scaling, all from eval-mode rollouts of :class:`~reasonlens.hrm.analysis.adapter
 **Trajectories.** Every call of the reasoning modules is recorded in order through the interp engine's
 capture hooks: ``inner.L_level`` (HRM: one call per low-level step; TRM: its single net) and
 ``inner.H_level`` (HRM: one call per high-level update; the transformer baseline: one per cycle), plus
-the logits and halting Q values after every ACT segment.
+the logits and halting Q values after every ACT step.
 
 **Forward residual** of a module at call i: ‖z_i − z_{i−1}‖ over the hidden axis, averaged over puzzles
 and cell positions (the puzzle-embedding prefix excluded); ``relative`` divides by ‖z_{i−1}‖. The HRM
@@ -14,8 +14,8 @@ context; H's falls across cycles.
 
 **Participation ratio** PR = (Σλ)² / Σλ² of the eigenvalues λ of the covariance of a set of state
 vectors: the number of dimensions the states effectively use. Rows here are *one cell position's state
-at the end of one ACT segment of one puzzle* (``z_H@s`` / ``z_L@s``, the carries the next segment starts
-from), for every segment and cell of every puzzle; columns are the hidden units. The paper reports
+at the end of one ACT step of one puzzle* (``z_H@s`` / ``z_L@s``, the carries the next ACT step starts
+from), for every ACT step and cell of every puzzle; columns are the hidden units. The paper reports
 trained z_H 89.95 vs z_L 30.22 (ratio 2.98) and untrained 40.75 vs 42.09 on Sudoku-Extreme.
 """
 
@@ -39,10 +39,10 @@ MODULES = ("inner.L_level", "inner.H_level")
 
 @dataclass
 class Trajectories:
-    """States of N puzzles over one eval rollout of ``steps`` ACT segments."""
+    """States of N puzzles over one eval rollout of ``steps`` ACT steps."""
 
     states: dict[str, torch.Tensor]  # module -> (calls, N, positions, hidden), in call order
-    logits: torch.Tensor  # (steps, N, cells, vocab) after each segment
+    logits: torch.Tensor  # (steps, N, cells, vocab) after each ACT step
     q_halt: torch.Tensor  # (steps, N)
     q_continue: torch.Tensor  # (steps, N)
     labels: torch.Tensor  # (N, cells)
@@ -67,7 +67,7 @@ def _modules(model) -> list[str]:
 def collect_trajectories(
     adapter, indices: Sequence[int], steps: int | None = None, chunk_size: int = 64, patches: Sequence = ()
 ) -> Trajectories:
-    """Run ``steps`` segments (default: the model's ``halt_max_steps``) on the puzzles ``indices``,
+    """Run ``steps`` ACT steps (default: the model's ``halt_max_steps``) on the puzzles ``indices``,
     with the engine's ``patches`` (:class:`~reasonlens.interp.SitePatch`) applied, if any."""
     steps = steps or adapter.max_steps
     modules = _modules(adapter.model)
@@ -167,7 +167,7 @@ def participation_ratio(x: torch.Tensor) -> float:
 
 
 def step_states(trajectories: Trajectories, model, level: str) -> torch.Tensor:
-    """(N, steps, cells, hidden): ``z_H@s`` or ``z_L@s`` — the state each ACT segment hands on."""
+    """(N, steps, cells, hidden): ``z_H@s`` or ``z_L@s`` — the state each ACT step hands on."""
     alias = hrm_aliases(model).get(f"z_{level}")
     if alias is None:
         raise InterpError(f"{type(model).__name__} has no z_{level} state")
@@ -221,9 +221,9 @@ def dimensionality(trajectories: Trajectories, model, bootstrap: int = 100, curv
 
 @torch.no_grad()
 def cycle_view(trajectories: Trajectories, model) -> Trajectories:
-    """The same rollout decoded after every high-level cycle instead of every segment: the model's LM
+    """The same rollout decoded after every high-level cycle instead of every ACT step: the model's LM
     and Q heads applied to z_H after each of its updates (HRM: every ``inner.H_level`` call; TRM: every
-    (n+1)-th net call; the baseline: every cycle). The last cycle of a segment is that segment's answer."""
+    (n+1)-th net call; the baseline: every cycle). The last cycle of an ACT step is that ACT step's answer."""
     if "inner.H_level" in trajectories.states:
         z_h = trajectories.states["inner.H_level"]
     else:  # TRM: n latent updates, then the answer update, per recursion
@@ -248,20 +248,20 @@ def cycle_view(trajectories: Trajectories, model) -> Trajectories:
 
 
 def per_step_accuracy(trajectories: Trajectories) -> list[dict]:
-    """Token and exact accuracy of the prediction after each segment, and when halting by the Q head
-    (each puzzle answered at its first segment with q_halt > q_continue, else the last run)."""
+    """Token and exact accuracy of the prediction after each ACT step, and when halting by the Q head
+    (each puzzle answered at its first ACT step with q_halt > q_continue, else the last run)."""
     scores = score_predictions(trajectories.logits.argmax(-1), trajectories.labels)  # logits (steps, N, cells, V)
     exact, token = scores.exact, scores.accuracy  # (steps, N)
     wants_halt = trajectories.q_halt > trajectories.q_continue  # (steps, N)
     rows = []
     for m in range(1, trajectories.steps + 1):
         halts = wants_halt[:m].clone()
-        halts[m - 1] = True  # the last segment run always answers
+        halts[m - 1] = True  # the last ACT step run always answers
         halt_step = halts.float().argmax(0)  # first True
         at_halt = exact[halt_step, torch.arange(exact.shape[1])]
         rows.append(
             {
-                "segments": m,
+                "act_steps": m,
                 "exact": float(exact[m - 1].float().mean()),
                 "token": float(token[m - 1].mean()),
                 "exact_with_halting": float(at_halt.float().mean()),
@@ -272,7 +272,7 @@ def per_step_accuracy(trajectories: Trajectories) -> list[dict]:
 
 
 def changed_cell_accuracy(trajectories: Trajectories, step: int = -1) -> float:
-    """Token accuracy after segment ``step`` on the scored cells whose label differs from the input —
+    """Token accuracy after ACT step ``step`` on the scored cells whose label differs from the input —
     the blanks of a Sudoku, the path of a maze — where token accuracy is dominated by copied cells."""
     labels = trajectories.labels
     changed = (labels != IGNORE_LABEL_ID) & (labels != trajectories.inputs)
@@ -301,7 +301,7 @@ def state_noise_patches(model, std: float, seed: int = 0) -> list[SitePatch]:
 
 
 def noise_robustness(adapter, indices: Sequence[int], stds: Sequence[float], seed: int = 0) -> list[dict]:
-    """Exact and token accuracy after ``halt_max_steps`` segments with state noise of each std."""
+    """Exact and token accuracy after ``halt_max_steps`` ACT steps with state noise of each std."""
     rows = []
     for std in stds:
         patches = state_noise_patches(adapter.model, std, seed) if std > 0 else []

@@ -1,9 +1,9 @@
 """Pictures of HRM reasoning dynamics: forward residuals, participation ratios, the prediction after
-every segment (PNG strips and an animated GIF, with the halting Q values) and inference-time scaling.
+every ACT step (PNG strips and an animated GIF, with the halting Q values) and inference-time scaling.
 Matplotlib runs headless; every file is written atomically.
 
 Boards: a Sudoku cell shows its predicted digit, grey if it was given, green if right, red if wrong, with
-an orange frame when it changed since the previous segment. A maze cell is black (wall), white (free),
+an orange frame when it changed since the previous ACT step. A maze cell is black (wall), white (free),
 blue (predicted path, right) or red (predicted path, wrong — or a path cell the prediction misses);
 S and G are marked.
 """
@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from reasonlens.interp.report import pyplot, save_figure
 from reasonlens.utils.io import atomic_write
@@ -37,23 +38,23 @@ def dataset_kind(dataset_dir: str | Path) -> str:
 
 
 def convergence_plot(result: dict, path, title: str, others: dict[str, dict] | None = None) -> Path:
-    """Relative forward residual of every module against time measured in ACT segments (call i of a
-    module that runs k times per segment sits at (i + 1) / k), log scale, so runs with different
+    """Relative forward residual of every module against time measured in ACT steps (call i of a
+    module that runs k times per ACT step sits at (i + 1) / k), log scale, so runs with different
     schedules (HRM's z_L and z_H, a baseline's one state) share one axis. ``others`` adds runs."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(8, 3.8))
     for label, run in {"": result, **(others or {})}.items():
         for module, data in run["modules"].items():
-            per_segment = data["calls"] / run["steps"]
+            per_step = data["calls"] / run["steps"]
             values = np.asarray(data["relative"])
-            x = (np.arange(1, len(values) + 1) + 1) / per_segment
+            x = (np.arange(1, len(values) + 1) + 1) / per_step
             name = {"inner.L_level": "z_L", "inner.H_level": "z_H"}.get(module, module)
             marker = "o" if module == "inner.H_level" else "."
             axes.plot(x, values, marker=marker, linestyle="--" if label else "-", label=f"{label} {name}".strip())
     for boundary in range(1, result["steps"]):
         axes.axvline(boundary, color="grey", linewidth=0.5, linestyle=":")
     axes.set_yscale("log")
-    axes.set_xlabel("ACT segments")
+    axes.set_xlabel("ACT steps")
     axes.set_ylabel("‖z_i − z_{i−1}‖ / ‖z_{i−1}‖")
     axes.set_title(title)
     axes.legend(fontsize=8)
@@ -84,13 +85,13 @@ def dimensionality_plot(trained: dict, untrained: dict | None, path) -> Path:
 def scaling_plot(rows: list[dict], trained_steps: int, path) -> Path:
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 3.6))
-    segments = [r["segments"] for r in rows]
-    axes.plot(segments, [r["exact"] for r in rows], marker="o", label="exact (all segments)")
-    axes.plot(segments, [r["token"] for r in rows], marker=".", label="token")
-    axes.plot(segments, [r["exact_with_halting"] for r in rows], marker="x", label="exact (Q halting)")
-    axes.axvline(trained_steps, color="grey", linestyle=":", label=f"trained Mmax = {trained_steps}")
+    act_steps = [r["act_steps"] for r in rows]
+    axes.plot(act_steps, [r["exact"] for r in rows], marker="o", label="exact (all ACT steps)")
+    axes.plot(act_steps, [r["token"] for r in rows], marker=".", label="token")
+    axes.plot(act_steps, [r["exact_with_halting"] for r in rows], marker="x", label="exact (Q halting)")
+    axes.axvline(trained_steps, color="grey", linestyle=":", label=f"trained halt_max_steps = {trained_steps}")
     axes.set_xscale("log", base=2)
-    axes.set_xlabel("segments run (compute)")
+    axes.set_xlabel("ACT steps run (compute)")
     axes.set_ylabel("accuracy")
     axes.legend(fontsize=8)
     return save_figure(figure, path)
@@ -139,8 +140,8 @@ def _draw_frame(axes, trajectories, puzzle: int, predictions, frame: int, kind: 
     _draw_board(axes, kind, predictions[frame], previous, labels, inputs, side)
 
 
-def step_strip(trajectories, puzzle: int, kind: str, path, unit: str = "segment") -> Path:
-    """One row of boards (the prediction after each segment — or each ``unit`` the frames are) above the
+def step_strip(trajectories, puzzle: int, kind: str, path, unit: str = "ACT step") -> Path:
+    """One row of boards (the prediction after each ACT step — or each ``unit`` the frames are) above the
     halting Q values per frame."""
     plt = pyplot()
     steps = trajectories.steps
@@ -162,10 +163,8 @@ def step_strip(trajectories, puzzle: int, kind: str, path, unit: str = "segment"
     return save_figure(figure, path)
 
 
-def step_gif(trajectories, puzzle: int, kind: str, path, frame_ms: int = 700, unit: str = "segment") -> Path:
-    """An animated GIF of the prediction segment by segment (or ``unit`` by ``unit``)."""
-    from PIL import Image
-
+def step_gif(trajectories, puzzle: int, kind: str, path, frame_ms: int = 700, unit: str = "ACT step") -> Path:
+    """An animated GIF of the prediction ACT step by ACT step (or ``unit`` by ``unit``)."""
     plt = pyplot()
     side = round(trajectories.labels.shape[1] ** 0.5)
     predictions = trajectories.logits[:, puzzle].argmax(-1).numpy()

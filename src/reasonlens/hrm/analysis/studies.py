@@ -43,6 +43,7 @@ from pydantic import Field, field_validator
 
 from reasonlens.hrm.analysis import dynamics
 from reasonlens.hrm.analysis.adapter import HRMAdapter
+from reasonlens.hrm.training.losses import ACTLossHead
 from reasonlens.hrm.training.trainer import load_train_config, train
 from reasonlens.interp import InterpError
 from reasonlens.interp.report import pyplot, save_figure
@@ -100,8 +101,6 @@ def convergence_summary(result: dict, l_cycles: int) -> dict:
 
 def saved_bytes(adapter: HRMAdapter) -> int:
     """Bytes autograd saves for one training-mode loss on one batch of 16 test puzzles."""
-    from reasonlens.hrm.training.losses import ACTLossHead
-
     model = adapter.model.train()
     head = ACTLossHead(model)
     batch = adapter.batch(list(range(min(16, adapter.num_examples))))

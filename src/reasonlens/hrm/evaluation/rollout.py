@@ -1,12 +1,12 @@
 """Evaluation of HRM-family models on a test split (sapientinc/HRM ``pretrain.py::evaluate``).
 
 Every test batch starts from a fresh carry and runs until every slot halts — in eval mode that is
-exactly ``halt_max_steps`` segments — and the metrics of that last segment are summed over batches and
+exactly ``halt_max_steps`` ACT steps — and the metrics of that last ACT step are summed over batches and
 divided by the number of scored rows: **exact accuracy** (every scored cell right; the headline number),
 token accuracy, q-halt accuracy (does ``q_halt ≥ 0`` predict "solved"?), mean steps and the losses.
 ``max_steps`` above the trained value is inference-time scaling (HRM paper Fig. 5c).
 
-With ``save_outputs`` the chosen tensors of the last segment are kept for every test row (in file
+With ``save_outputs`` the chosen tensors of the last ACT step are kept for every test row (in file
 order) and returned as NumPy arrays; ARC scoring (voting over augmentations, pass@k) runs on those.
 Under ``torch.distributed`` each rank evaluates its slice and the sums are reduced to every rank.
 """
@@ -27,7 +27,7 @@ DEFAULT_SAVE_OUTPUTS = ("inputs", "labels", "puzzle_identifiers", "preds", "q_ha
 
 @contextlib.contextmanager
 def halting_at(model, max_steps: int | None):
-    """Temporarily run ``max_steps`` segments (inference-time scaling)."""
+    """Temporarily run ``max_steps`` ACT steps (inference-time scaling)."""
     if max_steps is None:
         yield
         return

@@ -3,9 +3,9 @@
 - :class:`TransformerACT` — the "direct prediction" baseline of the HRM paper and the ARC Prize
   analysis (``transformers_baseline.py`` / ``hrm_act_v2``): one plain post-norm transformer of
   ``H_layers`` blocks (8 by default, as many as HRM's 4 + 4, hence the same parameter count), run
-  ``H_cycles`` times per ACT segment on ``z_H + x``, with gradient, inside the same ACT outer loop
+  ``H_cycles`` times per ACT step on ``z_H + x``, with gradient, inside the same ACT outer loop
   (deep supervision, Q-halting). ``act_enabled: false`` turns the Q-halting off (every slot runs
-  ``halt_max_steps`` segments in training too).
+  ``halt_max_steps`` ACT steps in training too).
 - :class:`HRM` — the paper-notation model of seed 003, ``HRM(input_dim, hidden_dim, output_dim, N, T)``,
   for vector inputs: f_I (linear), f_L and f_H (reasoning modules of :class:`~reasonlens.hrm.models.layers.Block`),
   f_O (linear); N high-level cycles of T low-level steps with the 1-step gradient.
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from reasonlens.hrm.models.config import TransformerACTConfig
-from reasonlens.hrm.models.hrm_act_v1 import ACTModel, RecurrentCore, hierarchical_segment
+from reasonlens.hrm.models.hrm_act_v1 import ACTModel, RecurrentCore, hierarchical_step
 from reasonlens.hrm.models.layers import Block, CastedLinear, ReasoningModule, RotaryEmbedding, trunc_normal_init_
 
 # --------------------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ class TransformerACT(ACTModel):
 
 @dataclass
 class HRMState:
-    """High- and low-level states, each (B, S, hidden). ``detach()`` cuts the graph between segments."""
+    """High- and low-level states, each (B, S, hidden). ``detach()`` cuts the graph between ACT steps."""
 
     z_H: torch.Tensor
     z_L: torch.Tensor
@@ -132,9 +132,7 @@ class HRM(nn.Module):
         injection = self.input_embedding(tokens)  # (B, S, hidden)
         cos_sin = self.rotary_emb() if hasattr(self, "rotary_emb") else None
         # L updates every step, H once per T steps; only the last L and H updates carry gradient
-        z_H, z_L = hierarchical_segment(
-            self.L_net, self.H_net, state.z_H, state.z_L, injection, self.N, self.T, cos_sin
-        )
+        z_H, z_L = hierarchical_step(self.L_net, self.H_net, state.z_H, state.z_L, injection, self.N, self.T, cos_sin)
         output = self.output_head(z_H)  # (B, S, output_dim)
         if x.ndim == 2:
             output = output.squeeze(1)

@@ -6,11 +6,11 @@ initialisation draws, same cycle schedule, carry semantics, halting and target-Q
 
 Two pieces, as upstream:
 
-- an *inner* model (:class:`RecurrentCore` and its subclasses) that runs one ACT segment:
+- an *inner* model (:class:`RecurrentCore` and its subclasses) that runs one ACT step:
   embed the puzzle, recur the latent states, read the answer (``lm_head``) and the halting Q values
   (``q_head`` on prefix position 0);
 - an *ACT wrapper* (:class:`ACTModel`) that keeps a carry across calls, resets the slots that halted
-  and swaps in new data for them, and decides which slots halt after this segment.
+  and swaps in new data for them, and decides which slots halt after this ACT step.
 
 TRM (``reasonlens.hrm.models.trm``) and the direct-prediction baseline (``reasonlens.hrm.models.baselines``) are
 subclasses that change only the recursion (and, for TRM, the halting rule).
@@ -54,7 +54,7 @@ class InnerCarry:
 
 @dataclass
 class Carry:
-    """What persists between ACT segments: latent states, per-slot step counts (int32), halted
+    """What persists between ACT steps: latent states, per-slot step counts (int32), halted
     flags (bool; every slot starts halted) and the data each slot is currently working on."""
 
     inner_carry: InnerCarry
@@ -63,10 +63,10 @@ class Carry:
     current_data: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class Segment(NamedTuple):
-    """What the inner model returns for one ACT segment (the same five fields for every model)."""
+class InnerOutput(NamedTuple):
+    """What the inner model returns for one ACT step (the same five fields for every model)."""
 
-    carry: InnerCarry  # the new states, detached: what the next segment starts from
+    carry: InnerCarry  # the new states, detached: what the next ACT step starts from
     logits: torch.Tensor  # (B, seq_len, vocab) in the forward dtype
     q_halt: torch.Tensor  # (B,) fp32
     q_continue: torch.Tensor  # (B,) fp32
@@ -80,7 +80,7 @@ class Segment(NamedTuple):
 class RecurrentCore(nn.Module):
     """Everything an HRM-family inner model shares: token / puzzle / position embeddings, the LM and
     Q heads and the fixed initial states. Subclasses build their reasoning modules in
-    :meth:`build_levels` and define one segment's recursion in :meth:`recur`.
+    :meth:`build_levels` and define one ACT step's recursion in :meth:`recur`.
 
     Construction order matters for bit-identical init (the official order): embed_tokens, lm_head,
     q_head, puzzle_emb, positions, levels, H_init, L_init, then the Q-head zero/-5 fill.
@@ -140,7 +140,7 @@ class RecurrentCore(nn.Module):
         raise NotImplementedError
 
     def recur(self, z_H: torch.Tensor, z_L: torch.Tensor | None, x: torch.Tensor, cos_sin: CosSin | None):
-        """One segment of latent updates; returns the new (z_H, z_L)."""
+        """One ACT step of latent updates; returns the new (z_H, z_L)."""
         raise NotImplementedError
 
     # -- I/O ----------------------------------------------------------------------------------
@@ -177,18 +177,18 @@ class RecurrentCore(nn.Module):
         z_L = torch.where(flag, self.L_init, carry.z_L) if self.has_L_state else None
         return InnerCarry(z_H=torch.where(flag, self.H_init, carry.z_H), z_L=z_L)
 
-    def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]) -> Segment:
-        """One ACT segment from ``carry`` on ``batch`` (see :class:`Segment`)."""
+    def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]) -> InnerOutput:
+        """One ACT step from ``carry`` on ``batch`` (see :class:`InnerOutput`)."""
         x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"])  # (B, P + S, D)
         z_H, z_L = self.recur(carry.z_H, carry.z_L, x, self.cos_sin())
         new_carry = InnerCarry(z_H=z_H.detach(), z_L=z_L.detach() if z_L is not None else None)
         logits = self.lm_head(z_H)[:, self.puzzle_emb_len :]  # (B, S, V): the prefix positions dropped
         q_logits = self.q_head(z_H[:, 0]).to(torch.float32)  # (B, 2), read at prefix position 0
-        return Segment(new_carry, logits, q_logits[..., 0], q_logits[..., 1], InnerCarry(z_H, z_L))
+        return InnerOutput(new_carry, logits, q_logits[..., 0], q_logits[..., 1], InnerCarry(z_H, z_L))
 
 
 class HRMInner(RecurrentCore):
-    """Two reasoning modules. Per segment with H_cycles=N, L_cycles=T: N·T − 1 L-updates and N − 1
+    """Two reasoning modules. Per ACT step with H_cycles=N, L_cycles=T: N·T − 1 L-updates and N − 1
     H-updates without gradient, then one L-update and one H-update with gradient (the 1-step
     gradient). With N = T = 2 the call order is L, L, H, L (no grad), L, H (grad).
 
@@ -200,13 +200,13 @@ class HRMInner(RecurrentCore):
         self.L_level = ReasoningModule([self.make_block() for _ in range(self.config.L_layers)])
 
     def recur(self, z_H, z_L, x, cos_sin):
-        return hierarchical_segment(
+        return hierarchical_step(
             self.L_level, self.H_level, z_H, z_L, x, self.config.H_cycles, self.config.L_cycles, cos_sin
         )
 
 
-def hierarchical_segment(L_level, H_level, z_H, z_L, x, n_high: int, n_low: int, cos_sin=None):
-    """HRM's segment: ``n_high`` cycles of ``n_low`` L-updates (from ``z_H + x``) each followed by an
+def hierarchical_step(L_level, H_level, z_H, z_L, x, n_high: int, n_low: int, cos_sin=None):
+    """HRM's ACT step: ``n_high`` cycles of ``n_low`` L-updates (from ``z_H + x``) each followed by an
     H-update (from ``z_L``). All but the last L-update and the last H-update run without gradient; those
     two carry it (the 1-step gradient of the paper and the official code)."""
     with torch.no_grad():
@@ -229,11 +229,11 @@ class ACTModel(nn.Module):
     """Adaptive-computation wrapper shared by the family: ``carry, outputs = model(carry, batch)``.
 
     Per call, for every slot: reset the latent state and step count of halted slots and give them the
-    new batch row; run one segment; ``steps += 1``; halt at ``halt_max_steps``. In training (and
+    new batch row; run one ACT step; ``steps += 1``; halt at ``halt_max_steps``. In training (and
     ``halt_max_steps > 1``) a slot also halts when the halting rule fires, unless exploration (with
     probability ``halt_exploration_prob``) drew a minimum step count U{2..max} not yet reached, and
-    a target for the continue-Q is computed from one more no-grad segment. In eval every slot runs
-    exactly ``halt_max_steps`` segments.
+    a target for the continue-Q is computed from one more no-grad ACT step. In eval every slot runs
+    exactly ``halt_max_steps`` ACT steps.
     """
 
     config_class: type[HRMConfig] = HRMConfig
@@ -276,9 +276,9 @@ class ACTModel(nn.Module):
     def act_active(self) -> bool:
         return self.training and self.config.halt_max_steps > 1
 
-    def segment_outputs(self, segment: Segment) -> dict[str, torch.Tensor]:
+    def step_outputs(self, inner: InnerOutput) -> dict[str, torch.Tensor]:
         """What one call returns besides the carry (study variants add to it)."""
-        return {"logits": segment.logits, "q_halt_logits": segment.q_halt, "q_continue_logits": segment.q_continue}
+        return {"logits": inner.logits, "q_halt_logits": inner.q_halt, "q_continue_logits": inner.q_continue}
 
     # -- forward ------------------------------------------------------------------------------
 
@@ -291,9 +291,9 @@ class ACTModel(nn.Module):
             for k, v in carry.current_data.items()
         }
 
-        segment = self.inner(inner_carry, current_data)
-        inner_carry, q_halt, q_continue = segment.carry, segment.q_halt, segment.q_continue
-        outputs = self.segment_outputs(segment)
+        step = self.inner(inner_carry, current_data)
+        inner_carry, q_halt, q_continue = step.carry, step.q_halt, step.q_continue
+        outputs = self.step_outputs(step)
 
         with torch.no_grad():
             steps = steps + 1
@@ -307,7 +307,7 @@ class ACTModel(nn.Module):
                 halted = halted & (steps >= min_halt_steps)
                 if self.uses_target_q():
                     # Bootstrapped target (no replay buffer or target network, cf. PQN): the Q values
-                    # of one more segment from the new carry on the same data.
+                    # of one more ACT step from the new carry on the same data.
                     following = self.inner(inner_carry, current_data)
                     next_q_halt, next_q_continue = following.q_halt, following.q_continue
                     outputs["target_q_continue"] = torch.sigmoid(

@@ -3,12 +3,12 @@ model so that :class:`~reasonlens.hrm.models.hrm_act_v1.HRMACTv1` stays the publ
 
 :class:`HRMStudyConfig` adds three fields to :class:`~reasonlens.hrm.models.config.HRMConfig`:
 
-- ``gradient_steps``: how many of a segment's L-updates carry gradient — 1 is the official 1-step
-  gradient, ``H_cycles·L_cycles`` backpropagation through the whole segment. Forward values do not
+- ``gradient_steps``: how many of an ACT step's L-updates carry gradient — 1 is the official 1-step
+  gradient, ``H_cycles·L_cycles`` backpropagation through the whole ACT step. Forward values do not
   depend on it; training memory does.
 - ``state_noise``: in training mode, Gaussian noise of this std added to every new z_L and z_H (the
   states have RMS 1, so the std is relative).
-- ``state_l1``: an L1 penalty of this weight on each segment's final states, ``state_l1 · (mean |z_H| +
+- ``state_l1``: an L1 penalty of this weight on each ACT step's final states, ``state_l1 · (mean |z_H| +
   mean |z_L|)`` per row, returned as ``outputs["state_l1"]`` and added to the loss by the loss head.
 
 :func:`build_hrm` returns the official class when every study field has its default (then the two
@@ -22,15 +22,15 @@ import torch
 from pydantic import Field, model_validator
 
 from reasonlens.hrm.models.config import HRMConfig
-from reasonlens.hrm.models.hrm_act_v1 import HRMACTv1, HRMInner, Segment
+from reasonlens.hrm.models.hrm_act_v1 import HRMACTv1, HRMInner, InnerOutput
 
 STUDY_DEFAULTS = {"gradient_steps": 1, "state_noise": 0.0, "state_l1": 0.0}
 
 
 class HRMStudyConfig(HRMConfig):
-    gradient_steps: int = Field(1, ge=1, description="L-updates per segment with gradient (1: official)")
+    gradient_steps: int = Field(1, ge=1, description="L-updates per ACT step with gradient (1: official)")
     state_noise: float = Field(0.0, ge=0, description="std of training-time noise on every new state")
-    state_l1: float = Field(0.0, ge=0, description="weight of the L1 penalty on each segment's final states")
+    state_l1: float = Field(0.0, ge=0, description="weight of the L1 penalty on each ACT step's final states")
 
     @model_validator(mode="after")
     def _check_gradient_steps(self):
@@ -42,8 +42,8 @@ class HRMStudyConfig(HRMConfig):
         return self
 
 
-def truncated_segment(L_level, H_level, z_H, z_L, x, n_high: int, n_low: int, cos_sin, gradient_steps: int, noise):
-    """The HRM segment with the last ``gradient_steps`` L-updates (and the H-updates after the first of
+def truncated_step(L_level, H_level, z_H, z_L, x, n_high: int, n_low: int, cos_sin, gradient_steps: int, noise):
+    """The HRM ACT step with the last ``gradient_steps`` L-updates (and the H-updates after the first of
     them) carrying gradient, and ``noise`` > 0 added as N(0, noise²) to every new state."""
     grad = torch.is_grad_enabled()
     first_with_grad = n_high * n_low - gradient_steps  # index of the first L-update with gradient
@@ -66,7 +66,7 @@ class HRMStudyInner(HRMInner):
     def recur(self, z_H, z_L, x, cos_sin):
         c = self.config
         noise = c.state_noise if self.training else 0.0
-        return truncated_segment(
+        return truncated_step(
             self.L_level, self.H_level, z_H, z_L, x, c.H_cycles, c.L_cycles, cos_sin, c.gradient_steps, noise
         )
 
@@ -77,10 +77,10 @@ class HRMACTv1Study(HRMACTv1):
     config_class = HRMStudyConfig
     inner_class = HRMStudyInner
 
-    def segment_outputs(self, segment: Segment) -> dict[str, torch.Tensor]:
-        outputs = super().segment_outputs(segment)
+    def step_outputs(self, inner: InnerOutput) -> dict[str, torch.Tensor]:
+        outputs = super().step_outputs(inner)
         if self.config.state_l1 > 0:
-            states = (segment.states.z_H, segment.states.z_L)
+            states = (inner.states.z_H, inner.states.z_L)
             magnitude = sum(z.float().abs().mean(dim=(1, 2)) for z in states)  # (B,)
             outputs["state_l1"] = self.config.state_l1 * magnitude
         return outputs

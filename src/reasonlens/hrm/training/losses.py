@@ -1,6 +1,6 @@
 """The ACT loss head of the HRM family (sapientinc/HRM ``models/losses.py::ACTLossHead``).
 
-Per call (one ACT segment on every slot):
+Per call (one ACT step on every slot):
 
 - ``lm_loss``  = Σ over rows of the row's mean token loss (stablemax CE in float64 by default, or
   softmax CE in fp32), over *every* slot, halted or not: this is deep supervision;
@@ -9,7 +9,7 @@ Per call (one ACT segment on every slot):
 - ``loss = lm_loss + 0.5 · (q_halt_loss + q_continue_loss)`` — the caller scales it by 1/global_batch;
   a model with ``state_l1`` > 0 (ours, not official) adds its per-row state penalty (``state_l1_loss``).
 
-Metrics are sums over the rows that halted this segment and have at least one label (``count``,
+Metrics are sums over the rows that halted this ACT step and have at least one label (``count``,
 ``accuracy`` (per-row token accuracy), ``exact_accuracy``, ``q_halt_accuracy``, ``steps``, plus the
 detached losses); divide by ``count`` (losses by the global batch) to report them.
 """

@@ -2,7 +2,8 @@
 
 At training time a run records its dataset in ``config.yaml`` under ``data_location``: the path as typed
 (``train.data_path``), its absolute form, and the path from the run directory to it. A command that takes
-a run (evaluate, patch, patch-batch, analyze, study, hrm convert) finds the dataset by trying, in order:
+a run (``evaluate``, ``patch``, ``patch-batch``, the seed-000 scripts, ``analyze``, ``hrm convert``) finds
+the dataset by trying, in order:
 
 1. ``--data DIR`` when the user gives it;
 2. the path from the run directory — the run and its dataset were moved or copied together;

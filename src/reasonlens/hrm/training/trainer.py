@@ -6,7 +6,7 @@ with several processes the gradients are all-reduced as a **sum** (consistent wi
 puzzle-embedding gradients are all-gathered by the sparse optimizer; AdamATan2 (dense weights) and
 SignSGD (puzzle embeddings) step with their own learning rates under linear warm-up then constant
 (``lr_min_ratio: 1``) or cosine decay; the optional EMA (TRM) is updated. ``supervision: per_batch``
-is the paper's / seed 003's form instead: a fresh carry per batch, one optimizer step per segment until
+is the paper's / seed 003's form instead: a fresh carry per batch, one optimizer step per ACT step until
 every row halts.
 
 The run is organised in iterations of ``eval_interval`` epochs (an epoch is one pass over the puzzle
@@ -23,6 +23,8 @@ processes with gloo); each rank seeds with ``seed + rank`` and rank 0's weights 
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 import os
 import time
@@ -30,10 +32,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
 from pydantic import AliasChoices, Field, model_validator
+from tqdm import tqdm
 
 from reasonlens.hrm.data.format import DatasetMetadata
 from reasonlens.hrm.data.sampler import PuzzleBatches
@@ -49,7 +53,7 @@ from reasonlens.hrm.training.run_dataset import LOCATION_KEY, location_record
 from reasonlens.utils.config import ConfigError, StrictConfig
 from reasonlens.utils.device import resolve_device
 from reasonlens.utils.errors import UserInputError
-from reasonlens.utils.io import append_jsonl, read_yaml, write_json
+from reasonlens.utils.io import append_jsonl, atomic_write, read_yaml, write_json
 
 DATASET_FIELDS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
 
@@ -99,7 +103,7 @@ class TrainConfig(StrictConfig):
     init_from: str | None = Field(None, description="start from the weights of this checkpoint (transfer)")
     init_include: list[str] = Field(default_factory=list, description="with init_from: only these modules")
 
-    eval_max_steps: int | None = Field(None, ge=1, description="segments at evaluation (inference-time scaling)")
+    eval_max_steps: int | None = Field(None, ge=1, description="ACT steps at evaluation (inference-time scaling)")
     eval_save_outputs: list[str] = Field(default_factory=list)
     checkpoint_every_steps: int | None = Field(None, ge=1, description="extra checkpoints inside an iteration")
     keep_checkpoints: bool = False
@@ -324,8 +328,6 @@ class Trainer:
         """Drop metric lines written after the checkpoint (the killed run's lost steps)."""
         if self.rank != 0 or not self.metrics_path.is_file():
             return
-        import json
-
         kept = [line for line in self.metrics_path.read_text().splitlines() if json.loads(line)["step"] <= step]
         self.metrics_path.write_text("".join(line + "\n" for line in kept))
 
@@ -358,7 +360,7 @@ class Trainer:
             self.carry, loss, metrics, _, _ = self.step_fn(self.carry, batch)
             ((1 / global_batch) * loss).backward()
             lr = self._apply_gradients()
-        else:  # per_batch: the same batch for up to halt_max_steps segments, a step after each
+        else:  # per_batch: the same batch for up to halt_max_steps ACT steps, a step after each
             carry = self.head.initial_carry(batch)
             for _ in range(self.model.config.halt_max_steps):
                 carry, loss, metrics, _, all_halted = self.step_fn(carry, batch)
@@ -408,11 +410,7 @@ class Trainer:
         gathered = gather_to_rank0(outputs, self.rank, self.world_size) if save else None
         result = {f"eval/{k}": v for k, v in metrics.items()}
         if self.rank == 0 and save:
-            import numpy as np
-
             outputs = {k: np.concatenate([part[k] for part in gathered]) for k in save}
-            from reasonlens.utils.io import atomic_write
-
             with atomic_write(self.run_dir / "eval" / f"step_{self.step}_outputs.npz", "wb") as handle:
                 np.savez_compressed(handle, **outputs)
             if is_arc:
@@ -468,8 +466,6 @@ class Trainer:
     def fit(self) -> dict:
         progress = None
         if self.rank == 0 and self.config.progress:
-            from tqdm import tqdm
-
             # disable=None: no bar when stdout is not a terminal (logs get the eval lines instead)
             progress = tqdm(
                 total=self.stop_step, initial=self.step, desc="train", dynamic_ncols=True, disable=None, mininterval=1.0
@@ -555,8 +551,6 @@ LOGGER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb"}
 
 
 def require_logger(logger: str) -> None:
-    import importlib.util
-
     package = LOGGER_PACKAGES.get(logger)
     if package and importlib.util.find_spec(package) is None:
         raise TrainError(f"logger {logger!r} needs the {package} package: pip install {package}")
