@@ -9,6 +9,7 @@ import typer
 
 from reasonlens.cli.errors import user_errors
 from reasonlens.hrm.training.checkpoint import build_model, export_official_checkpoint, load_checkpoint, save_checkpoint
+from reasonlens.utils.config import ConfigError
 from reasonlens.utils.io import read_yaml
 
 app = typer.Typer(help="HRM family: model configs and checkpoints.", no_args_is_help=True)
@@ -50,10 +51,9 @@ def convert(
     ] = None,
 ) -> None:
     """Convert a checkpoint to the official layout (checkpoint + all_config.yaml) or to ours."""
-    if to not in ("official", "ours"):
-        typer.echo(f"error: --to must be 'official' or 'ours', got {to!r}", err=True)
-        raise typer.Exit(2)
     with user_errors():
+        if to not in ("official", "ours"):
+            raise ConfigError(f"--to must be 'official' or 'ours', got {to!r}")
         model = load_checkpoint(src, seq_len=seq_len, data_path=data)
         if to == "official":
             export_official_checkpoint(model, dst)
