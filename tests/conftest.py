@@ -63,16 +63,7 @@ def train_tiny_sudoku(root, **model):
     data = build_sudoku_dataset(
         SudokuBuildConfig(out_dir=root / "data", source="generate", size=4, train_size=64, test_size=12, seed=0)
     )
-    defaults = dict(
-        hidden_size=32,
-        num_heads=2,
-        H_layers=1,
-        L_layers=1,
-        H_cycles=2,
-        L_cycles=2,
-        puzzle_emb_ndim=32,
-        halt_max_steps=4,
-    )
+    defaults = {k: v for k, v in tiny_hrm_config(halt_max_steps=4).items() if k not in ("seq_len", "vocab_size")}
     train(
         TrainConfig(
             data_path=str(data),

@@ -40,10 +40,10 @@ def test_demo_builds_trains_and_reports(tmp_path):
     assert model.config.seq_len == 16 and model.config.vocab_size == 6
     # the demo's model and optimizer are the recipe file's, declared once
     recipe = yaml.safe_load((REPO / "configs" / "train" / "cpu_sudoku_4x4.yaml").read_text())
-    saved = yaml.safe_load((tmp_path / "demo" / "config.yaml").read_text())
-    assert {k: saved["model"][k] for k in recipe["model"]} == recipe["model"]
+    run_config = yaml.safe_load((tmp_path / "demo" / "config.yaml").read_text())
+    assert {k: run_config["model"][k] for k in recipe["model"]} == recipe["model"]
     for key in ("global_batch_size", "lr", "lr_warmup_steps", "weight_decay", "puzzle_emb_lr"):
-        assert saved["train"][key] == recipe[key], key
+        assert run_config["train"][key] == recipe[key], key
     # it ends with a batched patching sweep on its own checkpoint: 8 puzzles pairwise x 3 levels x 5 step configs
     assert saved["patching_experiments"] == 8 * 7 * 3 * 5
     assert "data:image/png;base64" in (tmp_path / "demo" / "patching" / "report.html").read_text()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import assert_real_picture, train_tiny_sudoku
+from conftest import assert_real_picture, tiny_hrm_config, train_tiny_sudoku
 
 from reasonlens.hrm import IGNORE_LABEL_ID, TRM, HRMACTv1, export_official_checkpoint, load_checkpoint
 from reasonlens.hrm.analysis.adapter import HRMAdapter, call_index, hrm_aliases
@@ -29,20 +29,8 @@ def tiny_run(tmp_path_factory):
 
 
 def test_call_index_map_and_aliases_follow_the_schedule():
-    model = HRMACTv1(
-        dict(
-            seq_len=4,
-            vocab_size=5,
-            hidden_size=16,
-            num_heads=2,
-            H_layers=1,
-            L_layers=1,
-            H_cycles=2,
-            L_cycles=3,
-            halt_max_steps=2,
-            forward_dtype="float32",
-        )
-    ).eval()
+    config = tiny_hrm_config(seq_len=4, vocab_size=5, hidden_size=16, L_cycles=3, halt_max_steps=2, puzzle_emb_ndim=0)
+    model = HRMACTv1(config).eval()
     order = []
     for name in ("inner.L_level", "inner.H_level"):
         model.get_submodule(name).register_forward_hook(lambda m, i, o, name=name: order.append(name))

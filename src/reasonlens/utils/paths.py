@@ -1,29 +1,30 @@
-"""Where reasonlens finds the datasets and recipes it ships: ``$REASONLENS_DATA`` if set, else the ``data/``
-and `configs/` folders of the source checkout (``pip install -e .`` keeps it next to ``src/``)."""
+"""Where reasonlens finds the datasets and recipes it ships: the ``data/`` and ``configs/`` folders of the
+source checkout (``pip install -e .`` keeps them next to ``src/``), or the folders named by
+``$REASONLENS_DATA`` / ``$REASONLENS_CONFIGS``."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+CHECKOUT = Path(__file__).resolve().parents[3]
 
-def data_root() -> Path:
-    env = os.environ.get("REASONLENS_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[3] / "data"
+
+def _shipped_folder(name: str, variable: str, holds: str) -> Path:
+    root = Path(os.environ[variable]) if os.environ.get(variable) else CHECKOUT / name
     if not root.is_dir():
         raise FileNotFoundError(
-            f"reasonlens data folder not found at {root}; set REASONLENS_DATA to the folder holding "
-            "sudoku/, arc1/, arc2/, conceptarc/ (the repository's data/ folder)"
+            f"reasonlens {name} folder not found at {root}; set {variable} to the folder holding {holds} "
+            f"(the repository's {name}/ folder)"
         )
     return root
+
+
+def data_root() -> Path:
+    """The shipped datasets (Sudoku banks, ARC, ConceptARC)."""
+    return _shipped_folder("data", "REASONLENS_DATA", "sudoku/, arc1/, arc2/, conceptarc/")
 
 
 def config_root() -> Path:
-    """The repository's ``configs/`` folder (recipes such as the demo's); ``$REASONLENS_CONFIGS`` if set."""
-    env = os.environ.get("REASONLENS_CONFIGS")
-    root = Path(env) if env else Path(__file__).resolve().parents[3] / "configs"
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"reasonlens configs folder not found at {root}; set REASONLENS_CONFIGS to the repository's configs/"
-        )
-    return root
+    """The recipes (``configs/train/*.yaml``, such as the demo's)."""
+    return _shipped_folder("configs", "REASONLENS_CONFIGS", "train/, studies/")
