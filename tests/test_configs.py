@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from reasonlens.cli.main import app
-from reasonlens.hrm.training.checkpoint import build_model
+from reasonlens.hrm.analysis.studies import load_study
+from reasonlens.hrm.training.checkpoint import build_model, model_arch
 from reasonlens.hrm.training.trainer import load_train_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +74,12 @@ def test_recipe_config_builds_its_model(path):
     model = build_model(
         config.arch, {**config.model, "seq_len": seq_len, "vocab_size": vocab, "num_puzzle_identifiers": ids}
     )
-    assert sum(p.numel() for p in model.parameters()) > 0
+    assert model_arch(model) == config.arch
+    for field, value in config.model.items():  # every field of the recipe reached the model
+        assert getattr(model.config, field) == value, field
+    levels = {"L_level": model.config.L_layers} if config.arch == "trm" else {"H_level": model.config.H_layers}
+    for level, layers in levels.items():
+        assert len(getattr(model.inner, level).layers) == layers
     assert config.epochs % (config.eval_interval or config.epochs) == 0
 
 
@@ -107,8 +113,6 @@ STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
 def test_study_variants_build_their_models(path):
     """Every variant of every shipped study is a valid training config whose model builds."""
-    from reasonlens.hrm.analysis.studies import load_study
-
     study = load_study(path)
     for name, overrides in study.variants.items():
         config = load_train_config(REPO / study.base, [*study.overrides, *overrides])

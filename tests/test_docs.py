@@ -100,7 +100,7 @@ def test_readme_build_train_evaluate_commands(tmp_path, monkeypatch):
         args = [shrink.get(prev, arg) for prev, arg in zip(["", *args], args)]
         if args[0] == "train":
             args[1] = str(REPO / args[1])
-            args += ["max_steps=2", "global_batch_size=16", "progress=false"]
+            args += ["max_train_steps=2", "global_batch_size=16", "progress=false"]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, f"{line}: {result.output}"
     assert "exact_accuracy" in result.output and (tmp_path / "runs" / "sudoku-4x4" / "evaluation.json").is_file()

@@ -165,9 +165,26 @@ def trained(tmp_path_factory):
 def test_sae_learns_planted_sparse_directions(trained):
     x, sae, stats, _ = trained
     assert stats["explained_variance"] > 0.8
-    assert 0.0 <= stats["dead_fraction"] <= 1.0
-    assert 0 < stats["l0"] < 64 and stats["mse"] >= 0
     assert (stats["n_train"], stats["n_eval"], stats["d_in"], stats["d_sae"]) == (1800, 200, 32, 64)
+    # the statistics recomputed by hand on the held-out rows (the seeded split's first 200 of a permutation)
+    held_out = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:200]]
+    with torch.no_grad():
+        features = sae.encode(held_out)
+        error = (sae.decode(features) - held_out).pow(2)
+    assert stats["mse"] == pytest.approx(float(error.mean()), rel=1e-5)
+    assert stats["l0"] == pytest.approx(float((features > 0).sum(1).float().mean()), rel=1e-6)
+    assert stats["dead_fraction"] == float((features.amax(0) <= 0).float().mean())
+    assert 0 < stats["l0"] < 64
+
+
+def test_dead_fraction_of_planted_features():
+    features = torch.rand(10, 5) + 0.1
+    features[:, [1, 3]] = 0.0  # two features never fire
+    features[4, 3] = -1.0  # a negative pre-activation is not firing either
+    assert dead_fraction(features) == pytest.approx(0.4)
+    assert dead_fraction(features, threshold=2.0) == 1.0
+    with pytest.raises(InterpError, match="2-D"):
+        dead_fraction(torch.zeros(3))
 
 
 def test_sae_round_trip_through_disk(trained):
