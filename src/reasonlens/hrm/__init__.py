@@ -1,5 +1,7 @@
 """The HRM family: HRM-ACT-v1 (official-equivalent), TRM, the direct-prediction transformer and the
-paper-notation HRM; their optimizers (AdamATan2, sparse SignSGD), loss head, EMA and checkpoints."""
+paper-notation HRM, in the rooms of seed 003 — ``models/``, ``data/``, ``training/``, ``evaluation/``,
+``analysis/`` (docs/hrm.md has the table). This package re-exports what a user of the models needs: the
+models, configs, carries, loss head, optimizers, EMA and checkpoint I/O."""
 
 from reasonlens.hrm.data.format import IGNORE_LABEL_ID
 from reasonlens.hrm.models.baselines import HRM, HRMState, TransformerACT
