@@ -521,7 +521,7 @@ def test_builder_is_reproducible_and_independent_of_workers(tmp_path):
     )
     other = build(tmp_path, "c", size=6, train_size=120, test_size=60, seed=4)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
-    assert len(files) == 2 * 6 + 2
+    assert len(files) == 2 * 6 + 3  # two splits of six files, identifiers, build record, ownership marker
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     for name in files:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name

@@ -22,6 +22,7 @@ from reasonlens.interp.sae import (
     save_sae,
     train_sae,
 )
+from reasonlens.utils.io import OWNER_FILE, FolderError
 
 needs_sae_lens = pytest.mark.skipif(importlib.util.find_spec("sae_lens") is None, reason="sae_lens not installed")
 
@@ -189,7 +190,7 @@ def test_dead_fraction_of_planted_features():
 
 def test_sae_round_trip_through_disk(trained):
     x, sae, stats, out = trained
-    assert sorted(p.name for p in out.iterdir()) == ["cfg.json", "sae_weights.safetensors", "stats.json"]
+    assert sorted(p.name for p in out.iterdir()) == [OWNER_FILE, "cfg.json", "sae_weights.safetensors", "stats.json"]
     assert [p.name for p in out.parent.iterdir()] == ["layer0"]  # no temporary folder left behind
     cfg = json.loads((out / "cfg.json").read_text())
     assert (cfg["d_in"], cfg["d_sae"], cfg["architecture"]) == (32, 64, "standard")
@@ -309,8 +310,9 @@ def test_sae_bad_settings_and_arguments(tmp_path):
     with pytest.raises(InterpError, match="not an SAE folder"):
         load_sae(tmp_path)
     (tmp_path / "notes.txt").write_text("keep me")
-    with pytest.raises(InterpError, match="refusing to replace"):
+    with pytest.raises(FolderError, match="refusing to replace"):
         save_sae(object(), tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
     with pytest.raises(InterpError, match="at least 2 groups"):
         classify_features(feature_statistics(torch.ones(4, 2), {"all": torch.ones(4, dtype=torch.bool)}))
     with pytest.raises(InterpError, match="selects no rows"):

@@ -31,7 +31,7 @@ from reasonlens.hrm.analysis.patching import run_patch_sweep
 from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
 from reasonlens.hrm.training.trainer import TrainConfig, load_train_config, train
 from reasonlens.utils.config import StrictConfig
-from reasonlens.utils.io import write_json
+from reasonlens.utils.io import check_replaceable, write_json
 from reasonlens.utils.paths import config_root
 
 DEMO_RUN_DIR = "runs/demo"
@@ -70,6 +70,7 @@ def demo_train_config(config: DemoConfig, data_dir: Path) -> TrainConfig:
 def run_demo(config: DemoConfig, log=print) -> dict:
     out = Path(config.out_dir)
     data_dir = out.parent / f"{out.name}-data"
+    check_replaceable(data_dir)  # before 20,000 puzzles are built: the dataset folder must be new or ours
     started = time.perf_counter()
     log(
         f"building {config.train_puzzles} + {config.test_puzzles} {config.size}x{config.size} Sudoku puzzles "

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +19,7 @@ from types import SimpleNamespace
 import torch
 
 from reasonlens.interp.errors import InterpError
-from reasonlens.utils.io import write_json
+from reasonlens.utils.io import atomic_directory, write_json
 
 NORMALISE = ("expected_average_only_in", "none", "covariance_whitening")
 MIN_ROWS = 16
@@ -222,26 +220,12 @@ def dead_fraction(features: torch.Tensor, threshold: float = 0.0) -> float:
 
 def save_sae(sae, out_dir: str | os.PathLike, stats: dict | None = None) -> Path:
     """Write ``sae`` in SAELens's layout (+ ``stats.json``) into a temporary sibling folder and rename it
-    to ``out_dir``. An existing ``out_dir`` is replaced only if it is empty or an SAE folder."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / CFG_FILE).exists())):
-        raise InterpError(f"{out_dir} exists and is not an SAE folder (no {CFG_FILE}); refusing to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
+    to ``out_dir``. An existing ``out_dir`` is replaced only if it is empty or a folder reasonlens made."""
+    with atomic_directory(out_dir, "sparse autoencoder") as tmp:
         sae.save_model(tmp)
         if stats is not None:
             write_json(tmp / STATS_FILE, stats)
-        if out_dir.exists():
-            old = tmp.with_suffix(".old")
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    out_dir = Path(out_dir)
     return out_dir
 
 

@@ -19,6 +19,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from reasonlens.utils.errors import UserInputError
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
@@ -38,18 +40,65 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         raise
 
 
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling directory to fill; on success it replaces ``path`` (an existing one is
-    removed), on error it is deleted — readers never see a half-written directory."""
+OWNER_FILE = ".reasonlens-owned"  # written into every folder reasonlens makes whole (datasets, models, SAEs)
+
+
+class FolderError(UserInputError):
+    """An output folder cannot be written or replaced as asked."""
+
+
+def mark_owned(folder: str | os.PathLike, kind: str) -> None:
+    """Record that reasonlens made ``folder`` (a ``kind``: "sudoku dataset", "training run", ...), so that a
+    later command may replace it — and only such a folder."""
+    with atomic_write(Path(folder) / OWNER_FILE) as handle:
+        json.dump({"made_by": "reasonlens", "kind": kind}, handle)
+
+
+def is_owned(folder: str | os.PathLike) -> bool:
+    return (Path(folder) / OWNER_FILE).is_file()
+
+
+def check_replaceable(path: str | os.PathLike) -> None:
+    """Raise :class:`FolderError` unless ``path`` may be replaced by a folder we write: it does not exist,
+    or it is an empty folder, or a folder reasonlens made (``OWNER_FILE``) that is not the current folder
+    or one above it. Foreign files are never deleted, whatever flag was passed."""
     path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise FolderError(f"{path} is a file, not a folder; choose another output folder")
+    here = Path.cwd().resolve()
+    if path.resolve() in (here, *here.parents):
+        raise FolderError(f"{path} is the current folder or one above it; choose a new output folder")
+    if any(path.iterdir()) and not is_owned(path):
+        raise FolderError(
+            f"{path} holds files that reasonlens did not write (no {OWNER_FILE} in it); refusing to replace it: "
+            "choose another output folder, or empty this one"
+        )
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, kind: str) -> Iterator[Path]:
+    """Yield a temporary sibling directory to fill; on success it is marked as ours (``kind``) and replaces
+    ``path`` — which must pass :func:`check_replaceable` — and on error it is deleted, so readers never see
+    a half-written directory and no foreign folder is ever removed."""
+    path = Path(path)
+    check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; an output folder should not be
     try:
         yield tmp
+        mark_owned(tmp, kind)
         if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
+            old = tmp.with_suffix(".old")
+            os.replace(path, old)  # checked above: empty or ours
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

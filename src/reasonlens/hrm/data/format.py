@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from reasonlens.utils.errors import UserInputError
+from reasonlens.utils.io import atomic_directory
 
 SET_NAME = "all"
 IGNORE_LABEL_ID = -100  # label of a cell that is not scored (the official value)
@@ -182,16 +181,12 @@ def write_dataset(
     overwrite: bool = False,
 ) -> Path:
     """Write every split (+ ``identifiers.json`` and any ``extra_files`` {relative name: text}) into a
-    temporary folder beside ``out_dir`` and rename it into place: a killed build leaves nothing behind."""
+    temporary folder beside ``out_dir`` and rename it into place: a killed build leaves nothing behind.
+    ``overwrite`` replaces only a folder reasonlens made (:func:`reasonlens.utils.io.atomic_directory`)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise DatasetError(f"{out_dir} already exists; choose another output folder or pass overwrite")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; a dataset folder should not be
-    try:
+    with atomic_directory(out_dir, "puzzle dataset") as tmp:  # replaces only a folder we made
         for split, (metadata, arrays) in splits.items():
             validate_split(metadata, arrays, where=f"{out_dir}/{split}")
             (tmp / split).mkdir()
@@ -201,12 +196,6 @@ def write_dataset(
         (tmp / "identifiers.json").write_text(json.dumps(identifiers or [BLANK_IDENTIFIER]))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

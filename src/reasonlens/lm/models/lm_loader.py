@@ -77,7 +77,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
 def save_checkpoint(model, tokenizer, path: str | Path) -> Path:
     """Write model + tokenizer to ``path`` atomically (a temp directory renamed into place)."""
     path = Path(path)
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, "language model") as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
     return path

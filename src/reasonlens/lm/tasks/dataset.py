@@ -54,7 +54,7 @@ def build_sft_datasets(config: TaskConfig):
 def save_datasets(datasets, path: str | Path, config: TaskConfig | None = None) -> Path:
     """Write the DatasetDict (and its task config) to ``path`` atomically."""
     path = Path(path)
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, "card-game datasets") as tmp:
         datasets.save_to_disk(str(tmp / "data"))
         if config is not None:
             write_yaml(tmp / "task_config.yaml", config.model_dump(mode="json"))
