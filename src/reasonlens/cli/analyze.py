@@ -133,6 +133,8 @@ def run_steps(
 def run_scaling(run, data=None, puzzles: int = 500, factor: int = 4, out=None, device="cpu") -> dict:
     """Accuracy after 1, 2, 4, … up to ``factor`` × the trained ``halt_max_steps`` ACT steps, from one rollout
     (eval never halts early, so ACT step m of a long rollout is ACT step m of a short one)."""
+    if factor < 1:
+        raise InterpError(f"--factor must be >= 1 (run up to factor × the trained ACT steps), got {factor}")
     adapter = _adapter(run, data, device)
     trained = adapter.model.config.halt_max_steps
     longest = factor * trained

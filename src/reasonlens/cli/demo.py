@@ -31,6 +31,7 @@ from reasonlens.hrm.analysis.patching import run_patch_sweep
 from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
 from reasonlens.hrm.training.trainer import TrainConfig, load_train_config, train
 from reasonlens.utils.config import StrictConfig
+from reasonlens.utils.device import resolve_device
 from reasonlens.utils.io import check_replaceable, write_json
 from reasonlens.utils.paths import config_root
 
@@ -70,14 +71,9 @@ def demo_train_config(config: DemoConfig, data_dir: Path) -> TrainConfig:
 def run_demo(config: DemoConfig, log=print) -> dict:
     out = Path(config.out_dir)
     data_dir = out.parent / f"{out.name}-data"
-    check_replaceable(data_dir)  # before 20,000 puzzles are built: the dataset folder must be new or ours
-    started = time.perf_counter()
-    log(
-        f"building {config.train_puzzles} + {config.test_puzzles} {config.size}x{config.size} Sudoku puzzles "
-        f"(unique solutions, held-out test) in {data_dir}"
-    )
-    build_sudoku_dataset(
-        SudokuBuildConfig(
+    resolve_device(config.device)  # bad input stops before any work: the device, the puzzles, the folder
+    puzzles = SudokuBuildConfig.from_dict(
+        dict(
             out_dir=data_dir,
             source="generate",
             size=config.size,
@@ -87,6 +83,13 @@ def run_demo(config: DemoConfig, log=print) -> dict:
             overwrite=True,
         )
     )
+    check_replaceable(data_dir)  # the dataset folder must be new, empty or ours
+    started = time.perf_counter()
+    log(
+        f"building {config.train_puzzles} + {config.test_puzzles} {config.size}x{config.size} Sudoku puzzles "
+        f"(unique solutions, held-out test) in {data_dir}"
+    )
+    build_sudoku_dataset(puzzles)
     build_seconds = time.perf_counter() - started
     summary = train(demo_train_config(config, data_dir), log=log)  # overwrite=True: the demo starts fresh
     summary.update(

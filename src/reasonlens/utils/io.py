@@ -17,6 +17,7 @@ from typing import IO, Any
 
 import torch
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from reasonlens.utils.errors import UserInputError
@@ -45,6 +46,10 @@ OWNER_FILE = ".reasonlens-owned"  # written into every folder reasonlens makes w
 
 class FolderError(UserInputError):
     """An output folder cannot be written or replaced as asked."""
+
+
+class FileFormatError(UserInputError):
+    """A file that does not hold what its name says (YAML that does not parse, ...)."""
 
 
 def mark_owned(folder: str | os.PathLike, kind: str) -> None:
@@ -117,7 +122,9 @@ def read_yaml(path: str | os.PathLike) -> Any:
         try:
             return yaml.safe_load(handle)
         except yaml.YAMLError as err:
-            raise ValueError(f"{path} is not valid YAML: {err}") from err
+            mark = getattr(err, "problem_mark", None)
+            where = f" (line {mark.line + 1}: {getattr(err, 'problem', '')})" if mark is not None else ""
+            raise FileFormatError(f"{path} is not valid YAML{where}") from None
 
 
 def write_json(path: str | os.PathLike, data: Any, indent: int = 2) -> None:
@@ -151,7 +158,10 @@ def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str,
 
 
 def load_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict:
-    return load_file(str(path), device=device)
+    try:
+        return load_file(str(path), device=device)
+    except SafetensorError as err:  # truncated, empty, or not safetensors at all
+        raise FileFormatError(f"{path} is not a readable safetensors file ({err})") from None
 
 
 def torch_save_atomic(obj: Any, path: str | os.PathLike) -> None:

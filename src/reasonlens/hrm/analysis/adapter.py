@@ -97,6 +97,8 @@ class HRMAdapter:
                 f"{dataset_dir} has puzzles of {self.metadata.seq_len} cells but the model was built "
                 f"for {model.config.seq_len}"
             )
+        if max_steps is not None and max_steps < 1:
+            raise InterpError(f"--max_steps must be >= 1 (ACT steps per puzzle), got {max_steps}")
         self.max_steps = max_steps or model.config.halt_max_steps
         self.aliases = hrm_aliases(model)
 

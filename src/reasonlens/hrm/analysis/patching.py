@@ -238,6 +238,10 @@ def console_analysis(metrics: dict, level: str, steps: str) -> list[str]:
 def build_experiments(
     adapter: HRMAdapter, num_puzzles: int, levels: Sequence[str], steps_configs: Sequence[str], mode: str = "pairwise"
 ) -> list[Experiment]:
+    if not levels:
+        raise InterpError("--patch_levels names no level; give one or more of H, L, both (e.g. H,L,both)")
+    if not steps_configs:
+        raise InterpError("--patch_steps_configs names no step config; give e.g. all,0,1,2 (0+1 joins steps)")
     if num_puzzles < 2 or num_puzzles > adapter.num_examples:
         raise InterpError(
             f"--num_puzzles must be between 2 and the split's {adapter.num_examples} puzzles, got {num_puzzles}"
@@ -285,6 +289,8 @@ def run_patch_sweep(
 ) -> dict:
     """All (source, target) pairs × levels × step configs through the batched engine; writes one YAML per
     experiment, results.{json,csv}, summary.json, heatmaps and report.html."""
+    if chunk_size < 1:
+        raise InterpError(f"--chunk_size must be >= 1 (experiments per batched forward), got {chunk_size}")
     output_dir = Path(output_dir)
     experiments = build_experiments(adapter, num_puzzles, levels, steps_configs, mode)
     started = time.perf_counter()

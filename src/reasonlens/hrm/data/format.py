@@ -217,11 +217,22 @@ def validate_split(metadata: DatasetMetadata, arrays: SplitArrays, where: str = 
         problems.append("group_indices must be strictly increasing (every group has a puzzle)")
     if arrays.num_groups != metadata.total_groups:
         problems.append(f"{arrays.num_groups} groups but dataset.json says total_groups={metadata.total_groups}")
+    not_integer = [f for f in FIELDS if not np.issubdtype(getattr(arrays, f).dtype, np.integer)]
+    if not_integer:  # floats (NaN included) would reach the embedding as garbage indices
+        kinds = ", ".join(f"{f} ({getattr(arrays, f).dtype})" for f in not_integer)
+        raise DatasetError(f"{where}: {kinds} must hold integers")
     ids = arrays.puzzle_identifiers
     if ids.size and (ids.min() < 0 or ids.max() >= metadata.num_puzzle_identifiers):
         problems.append(f"puzzle identifiers must lie in [0, {metadata.num_puzzle_identifiers})")
     if arrays.inputs.size and max(arrays.inputs.max(), arrays.labels.max()) >= metadata.vocab_size:
         problems.append(f"token ids must lie below vocab_size={metadata.vocab_size}")
+    labels = (
+        arrays.labels[arrays.labels != metadata.ignore_label_id]
+        if metadata.ignore_label_id is not None
+        else arrays.labels
+    )
+    if (arrays.inputs.size and arrays.inputs.min() < 0) or (labels.size and labels.min() < 0):
+        problems.append("token ids must be >= 0 (labels may also be the dataset's ignore_label_id)")
     if problems:
         raise DatasetError(f"{where}: " + "; ".join(problems))
 
