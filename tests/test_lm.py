@@ -225,6 +225,24 @@ def test_checkpoint_without_tokenizer_and_too_long_prompt(pipeline, tmp_path):
     assert result.exit_code == 2 and "has no tokenizer files" in result.output
 
 
+def test_checkpoint_whose_weights_do_not_fit_its_config(pipeline, tmp_path):
+    import shutil
+
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(pipeline["sft"], mismatched)
+    config = json.loads((mismatched / "config.json").read_text())
+    config["n_embd"] *= 2  # the weights were trained at the other width
+    (mismatched / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LMError, match="its weights do not load into its config.json"):
+        load_checkpoint(mismatched)
+    garbage = tmp_path / "garbage"
+    shutil.copytree(pipeline["sft"], garbage)
+    next(garbage.glob("*.safetensors")).write_bytes(b"not safetensors")
+    result = CliRunner().invoke(app, ["lm", "evaluate", str(garbage), "--data", str(pipeline["root"] / "data")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "its weights do not load" in result.output
+
+
 def test_too_long_prompts_stop_sft_before_writing(tmp_path):
     small = TaskConfig(n_train=20, n_val=5, n_test=5, n_ood=5, ood_categories=[])
     config = SFTConfig(output_dir=str(tmp_path / "sft"), model={"size": "tiny", "n_positions": 16}, max_steps=1)

@@ -73,20 +73,37 @@ def test_rank_slices_tile_the_global_batch(sorting_dataset):
         assert torch.equal(torch.cat([first["inputs"], second["inputs"]]), full["inputs"])
 
 
-def test_test_batches_are_sequential_and_padded(grouped_dataset):
+@pytest.mark.parametrize("pad_last", [False, True])
+def test_test_batches_are_sequential_and_padded_only_when_asked(grouped_dataset, pad_last):
     meta, arrays = load_split(grouped_dataset, "test")
+    assert arrays.num_examples % 5  # a short last batch
     batches = PuzzleBatches(grouped_dataset, "test", 5)
     collected, real_total = [], 0
-    for batch, real in batches.test_batches():
-        assert batch["inputs"].shape == (5, 4)
+    for batch, real in batches.test_batches(pad_last=pad_last):
+        assert batch["inputs"].shape == ((5 if pad_last else real), 4)
         collected.append(batch["inputs"][:real])
-        if real < 5:  # padding: pad id, ignored labels, blank puzzle id
+        if real < batch["inputs"].shape[0]:  # padding: pad id, ignored labels, blank puzzle id
             assert torch.all(batch["inputs"][real:] == meta.pad_id)
             assert torch.all(batch["labels"][real:] == IGNORE_LABEL_ID)
             assert torch.all(batch["puzzle_identifiers"][real:] == meta.blank_identifier_id)
         real_total += real
     assert real_total == arrays.num_examples
     assert torch.equal(torch.cat(collected), torch.from_numpy(np.asarray(arrays.inputs).astype(np.int32)))
+
+
+@pytest.mark.parametrize("pad_last", [False, True])
+def test_test_batches_never_pad_past_the_split(grouped_dataset, pad_last):
+    _, arrays = load_split(grouped_dataset, "test")
+    rows = arrays.num_examples
+    (batch, real), *rest = PuzzleBatches(grouped_dataset, "test", 100_000).test_batches(pad_last=pad_last)
+    assert not rest and real == rows and batch["inputs"].shape[0] == rows
+    # two ranks: each takes half the split (rounded up), however large the batch asked for
+    for rank in range(2):
+        ranked = PuzzleBatches(grouped_dataset, "test", 100_000, rank=rank, world_size=2)
+        assert ranked.test_batch_rows() == -(-rows // 2)
+        (batch, real), *rest = ranked.test_batches(pad_last=pad_last)
+        assert not rest and batch["inputs"].shape[0] <= -(-rows // 2)
+        assert real == (-(-rows // 2) if rank == 0 else rows // 2)
 
 
 def test_ignore_label_becomes_minus_100(grouped_dataset):

@@ -13,7 +13,7 @@ from reasonlens.cli.errors import user_errors
 from reasonlens.hrm.data.format import DatasetError
 from reasonlens.hrm.data.sampler import PuzzleBatches
 from reasonlens.hrm.evaluation.arc_voting import SCORING_RULES, evaluate_arc_predictions, write_submission
-from reasonlens.hrm.evaluation.rollout import DEFAULT_SAVE_OUTPUTS, evaluate_model
+from reasonlens.hrm.evaluation.rollout import DEFAULT_SAVE_OUTPUTS, check_evaluation_args, evaluate_model
 from reasonlens.hrm.training.checkpoint import load_checkpoint
 from reasonlens.hrm.training.run_dataset import dataset_of_run
 from reasonlens.utils.device import resolve_device
@@ -23,6 +23,9 @@ from reasonlens.utils.io import atomic_write, write_json
 def run_evaluation(
     checkpoint, data=None, max_steps=None, batch_size=256, device="auto", out=None, save_predictions=False
 ) -> dict:
+    """Evaluate ``checkpoint`` on the test split of ``data`` (default: the run's dataset) in batches of at most
+    ``batch_size`` rows (fewer when the split is smaller: a batch is never padded past the split)."""
+    check_evaluation_args(batch_size, max_steps)
     checkpoint = Path(checkpoint)
     data = dataset_of_run(checkpoint, data)
     device = resolve_device(device)
@@ -71,7 +74,7 @@ def evaluate(
     max_steps: Annotated[
         int | None, typer.Option(help="ACT steps per puzzle; above the trained value = inference-time scaling")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="rows per batch")] = 256,
+    batch_size: Annotated[int, typer.Option(help="rows per batch (at most; >= 1)")] = 256,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps")] = "auto",
     out: Annotated[
         Path | None, typer.Option(help="write the results JSON here (default: <run>/evaluation.json)")

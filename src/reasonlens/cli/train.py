@@ -20,9 +20,13 @@ def train(
     overrides: Annotated[
         list[str] | None, typer.Argument(help="key=value overrides, e.g. lr=3e-4 model.H_cycles=4")
     ] = None,
-    resume: Annotated[bool, typer.Option(help="continue the run in run_dir from its last checkpoint")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="continue the run in run_dir from its last checkpoint (none yet: start it afresh)")
+    ] = False,
 ) -> None:
-    """Train an HRM-family model (torchrun-aware: launch with torchrun for several processes)."""
+    """Train an HRM-family model (torchrun-aware: launch with torchrun for several processes). A run directory
+    resumes from its last checkpoint, or starts afresh when it was stopped before its first one;
+    ``overwrite=true`` reuses only a training run's folder."""
     with user_errors():
         train_config = load_train_config(config, overrides or [], **({"resume": True} if resume else {}))
         summary = run_training(train_config, log=typer.echo)

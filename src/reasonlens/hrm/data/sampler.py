@@ -14,8 +14,11 @@ The group order and member choice use the same Philox stream as upstream, so Sud
 examples within a puzzle from the *unseeded* global NumPy generator; here they come from a generator
 seeded by (seed, iteration), so every run is reproducible (this only matters for ARC).
 
-**Test.** Every example once, in file order, in global-batch windows split by rank; the last batch is
-padded to the local batch size with ``pad_id`` inputs, ignored labels and the blank puzzle id.
+**Test.** Every example once, in file order, in windows split by rank. A test batch holds at most
+``min(local batch size, the split's rows per rank)`` rows: a batch size above the split never pads (a
+``--batch-size 100000`` on 20 puzzles runs one batch of 20). Only when asked (``pad_last``: a compiled
+model wants one fixed shape) is a short last batch padded — up to that same size, never past the split —
+with ``pad_id`` inputs, ignored labels and the blank puzzle id; padding rows are never scored.
 
 Labels equal to ``ignore_label_id`` become ``IGNORE_LABEL_ID`` (−100), as upstream.
 """
@@ -182,12 +185,28 @@ class PuzzleBatches:
             self.batches_done = produced
             yield self.collate(indices[local], puzzles[local])
 
-    def test_batches(self) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
+    def test_batch_rows(self) -> int:
+        """Rows of a test batch on this rank: the local batch size, or fewer when the split is smaller
+        (its rows spread over the ranks)."""
+        per_rank = -(-self.arrays.num_examples // self.world_size)
+        return max(1, min(self.local_batch_size, per_rank))
+
+    def test_batches(self, pad_last: bool = False) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
+        """``(batch, real rows)`` over the whole split in file order. Batches hold at most
+        :meth:`test_batch_rows` rows; with ``pad_last`` every batch has exactly that many (the short last
+        one padded), otherwise only the real rows (a rank whose slice of the last window is empty gets
+        one padding row, so that every rank evaluates and reduces the same metrics)."""
         total = self.arrays.num_examples
+        if total == 0:
+            return
+        rows = self.test_batch_rows()
+        window = rows * self.world_size
         puzzle_of_example = puzzle_of_examples(self.arrays)
-        for start in range(0, total, self.global_batch_size):
-            end = min(total, start + self.global_batch_size)
-            local_start = min(start + self.rank * self.local_batch_size, end)
-            local_end = min(start + (self.rank + 1) * self.local_batch_size, end)
+        for start in range(0, total, window):
+            end = min(total, start + window)
+            local_start = min(start + self.rank * rows, end)
+            local_end = min(local_start + rows, end)
             indices = np.arange(local_start, local_end)
-            yield self.collate(indices, puzzle_of_example[indices]), len(indices)
+            pad_to = rows if pad_last else max(len(indices), 1)
+            batch = collate_examples(self.metadata, self.arrays, indices, puzzle_of_example[indices], pad_to=pad_to)
+            yield batch, len(indices)

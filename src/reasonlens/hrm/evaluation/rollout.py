@@ -8,12 +8,14 @@ token accuracy, q-halt accuracy (does ``q_halt ≥ 0`` predict "solved"?), mean 
 
 With ``save_outputs`` the chosen tensors of the last ACT step are kept for every test row (in file
 order) and returned as NumPy arrays; ARC scoring (voting over augmentations, pass@k) runs on those.
-Under ``torch.distributed`` each rank evaluates its slice and the sums are reduced to every rank.
+Under ``torch.distributed`` each rank evaluates its slice and the sums are reduced to every rank. Padding
+rows (a batch's rows past its real ones) carry ignored labels and are never scored.
 """
 
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -21,8 +23,25 @@ import torch
 import torch.distributed as dist
 
 from reasonlens.hrm.training.losses import ACTLossHead
+from reasonlens.utils.errors import UserInputError
 
 DEFAULT_SAVE_OUTPUTS = ("inputs", "labels", "puzzle_identifiers", "preds", "q_halt_logits")
+
+
+class EvaluationError(UserInputError):
+    """An evaluation cannot run as asked (a batch size or step count that is not positive)."""
+
+
+def check_evaluation_args(batch_size: int, max_steps: int | None = None) -> None:
+    """Fail with one line on a batch size below 1 or ACT steps below 1 (``None``: the trained value)."""
+    if not _positive_int(batch_size):
+        raise EvaluationError(f"batch size must be a whole number >= 1 (rows per batch), got {batch_size!r}")
+    if max_steps is not None and not _positive_int(max_steps):
+        raise EvaluationError(f"max steps must be a whole number >= 1 (ACT steps per puzzle), got {max_steps!r}")
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 @contextlib.contextmanager

@@ -17,6 +17,15 @@ every rank's carry and random-generator states, EMA). ``resume: true`` continues
 same state an uninterrupted run reaches. Metrics go to ``metrics.jsonl`` (and TensorBoard / wandb when
 asked); rank 0 logs and writes.
 
+**The run directory.** Training marks the folder it makes as its own (``OWNER_FILE``) and writes the
+resolved ``config.yaml`` (the checkpoint's sections) before the first step, so a run killed before its
+first checkpoint is still resumable by its folder — as an explicit fresh start (no weights to continue
+from: the log says so, and ``metrics.jsonl`` restarts). A real resume keeps the metric records written
+before the checkpoint — dropping those logged after it, and a torn last line — so the log holds each
+step once, in order. ``overwrite: true`` reuses only a training run's folder (ours, or a run made before
+the marker existed: ``config.yaml`` with a ``train`` section) and deletes only what training writes there
+(``TRAINING_OUTPUTS``); a folder holding anything else is refused and nothing in it is touched.
+
 Launch with ``torchrun --nproc_per_node N -m reasonlens.cli.main train CONFIG`` for several GPUs (or CPU
 processes with gloo); each rank seeds with ``seed + rank`` and rank 0's weights are broadcast, as upstream.
 """
@@ -27,6 +36,8 @@ import importlib.util
 import json
 import math
 import os
+import pickle
+import shutil
 import time
 from datetime import datetime
 from pathlib import Path
@@ -45,7 +56,15 @@ from reasonlens.hrm.evaluation.arc_voting import SCORING_RULES, evaluate_arc_pre
 from reasonlens.hrm.evaluation.rollout import DEFAULT_SAVE_OUTPUTS, evaluate_model
 from reasonlens.hrm.models.hrm_act_v1 import Carry, InnerCarry
 from reasonlens.hrm.models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
-from reasonlens.hrm.training.checkpoint import OPTIMIZER_FILE, build_model, save_checkpoint, transfer_weights
+from reasonlens.hrm.training.checkpoint import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    build_model,
+    model_arch,
+    save_checkpoint,
+    transfer_weights,
+)
 from reasonlens.hrm.training.ema import EMA
 from reasonlens.hrm.training.losses import ACTLossHead, LossType
 from reasonlens.hrm.training.optimizers import AdamATan2
@@ -53,9 +72,26 @@ from reasonlens.hrm.training.run_dataset import LOCATION_KEY, location_record
 from reasonlens.utils.config import ConfigError, StrictConfig
 from reasonlens.utils.device import resolve_device
 from reasonlens.utils.errors import UserInputError
-from reasonlens.utils.io import append_jsonl, atomic_write, read_yaml, write_json
+from reasonlens.utils.io import (
+    OWNER_FILE,
+    append_jsonl,
+    atomic_write,
+    is_owned,
+    mark_owned,
+    read_yaml,
+    write_json,
+    write_yaml,
+)
 
 DATASET_FIELDS = ("seq_len", "vocab_size", "num_puzzle_identifiers")
+
+RUN_KIND = "training run"  # the kind in a run directory's OWNER_FILE
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+INIT_FILE = "init.json"
+# what a fresh start removes from a run directory of ours: the files and folders training itself writes
+# (config.yaml is rewritten; OWNER_FILE, TensorBoard / wandb folders and anything else stay)
+TRAINING_OUTPUTS = (METRICS_FILE, SUMMARY_FILE, MODEL_FILE, OPTIMIZER_FILE, INIT_FILE, "checkpoints", "eval")
 
 
 class TrainError(UserInputError):
@@ -208,7 +244,7 @@ class Trainer:
         self.rank, self.world_size, self.device = setup_distributed(config.device)
         self.log = log if self.rank == 0 else (lambda *_: None)
         self.run_dir = Path(config.run_dir or default_run_dir(config))
-        self._prepare_run_dir()
+        self._check_run_dir()  # refuse before anything is created or deleted
 
         torch.manual_seed(config.seed + self.rank)
         epochs_per_iter = config.eval_interval or config.epochs
@@ -238,7 +274,8 @@ class Trainer:
 
         self.model_config = resolve_model_config(config, metadata, self.world_size, self.device)
         self.model = build_model(config.arch, self.model_config).to(self.device)
-        if config.init_from and not (config.resume and (self.run_dir / OPTIMIZER_FILE).is_file()):
+        self._prepare_run_dir()
+        if config.init_from and not self.resuming:
             self._transfer(config.init_from, config.init_include)
         if self.world_size > 1:
             with torch.no_grad():
@@ -271,39 +308,71 @@ class Trainer:
         self.carry: Carry | None = None
         self.last_eval: dict[str, float] = {}
         self.train_seconds = 0.0
-        self.metrics_path = self.run_dir / "metrics.jsonl"
-        if config.resume and (self.run_dir / OPTIMIZER_FILE).is_file():
+        self.metrics_path = self.run_dir / METRICS_FILE
+        self.metrics_records = 0  # lines in metrics.jsonl (rank 0); a checkpoint records how many it covers
+        if self.resuming:
             self._restore()
+        if self.rank == 0:  # resumable by its folder from now on, even if killed before the first checkpoint
+            write_yaml(self.run_dir / CONFIG_FILE, self.run_config())
         self.writer = make_logger(config, self.run_dir) if self.rank == 0 else None
 
     # -- setup -------------------------------------------------------------------------------
 
-    def _prepare_run_dir(self) -> None:
-        exists = self.run_dir.exists() and any(self.run_dir.iterdir())
-        if exists and not (self.config.resume or self.config.overwrite):
+    def _check_run_dir(self) -> None:
+        """Refuse a run directory that cannot be used as asked — before anything is created or deleted —
+        and decide between a real resume (``self.resuming``) and a fresh start."""
+        run_dir, config = self.run_dir, self.config
+        if run_dir.exists() and not run_dir.is_dir():
+            raise TrainError(f"run_dir {run_dir} is a file, not a folder; choose another run_dir")
+        self.resuming = config.resume and (run_dir / OPTIMIZER_FILE).is_file()
+        # the owner marker alone (a run that stopped on a config error) does not make a folder busy
+        self._reuse = run_dir.is_dir() and any(p.name != OWNER_FILE for p in run_dir.iterdir())
+        if not self._reuse:
+            return
+        if not (config.resume or config.overwrite):
             raise TrainError(
-                f"run directory {self.run_dir} is not empty: pass resume=true to continue it, "
+                f"run directory {run_dir} is not empty: pass resume=true to continue it, "
                 "overwrite=true to start over, or choose another run_dir"
             )
-        if self.config.resume and not (self.run_dir / OPTIMIZER_FILE).is_file():
-            self.log(f"resume: no checkpoint in {self.run_dir} yet, starting from scratch")
-        if self.rank == 0:
-            if self.config.overwrite and exists and not self.config.resume:
-                for path in (self.run_dir / "metrics.jsonl", self.run_dir / "summary.json"):
-                    path.unlink(missing_ok=True)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not is_training_run(run_dir):
+            raise TrainError(
+                f"run directory {run_dir} holds files that training did not write (no {OWNER_FILE}, no "
+                f"{CONFIG_FILE} with a 'train' section); refusing to {'resume' if config.resume else 'overwrite'} "
+                "it: choose another run_dir"
+            )
+
+    def _prepare_run_dir(self) -> None:
+        """Create and mark the run directory; a fresh start in a run directory of ours (``overwrite``, or
+        ``resume`` without a checkpoint) first removes what an earlier run of it wrote."""
+        if self.config.resume and not self.resuming:
+            self.log(
+                f"resume: {self.run_dir} has no checkpoint ({OPTIMIZER_FILE}) yet: starting it afresh from step 1"
+                + (f" ({METRICS_FILE} restarts)" if self._reuse else "")
+            )
+        if self.rank != 0:
+            return
+        if self._reuse and not self.resuming:
+            clear_training_outputs(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        mark_owned(self.run_dir, RUN_KIND)
 
     def _transfer(self, source: str, include: list[str]) -> None:
         report = transfer_weights(self.model, source, include)
         if self.rank == 0:
-            write_json(self.run_dir / "init.json", report)
+            write_json(self.run_dir / INIT_FILE, report)
         self.log(
             f"init_from {source}: copied {len(report['copied'])} tensors ({report['parameters_copied']:,} "
             f"parameters); {len(report['kept'])} keep their fresh initialisation (init.json)"
         )
 
     def _restore(self) -> None:
-        state = torch.load(self.run_dir / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(self.run_dir / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as err:  # truncated, or not a weights-only file
+            raise TrainError(
+                f"{self.run_dir / OPTIMIZER_FILE} cannot be read ({type(err).__name__}); the run cannot resume "
+                "from it: pass overwrite=true to start the run over"
+            ) from None
         train_state = state["train_state"]
         if train_state["world_size"] != self.world_size:
             raise TrainError(
@@ -321,15 +390,41 @@ class Trainer:
         rank_state = train_state["ranks"][self.rank]
         self.carry = carry_from_state(rank_state["carry"], self.device)
         set_rng_state(rank_state["rng"], self.device)
-        self._truncate_metrics(self.step)
+        self._trim_metrics(self.step, train_state.get("metrics_records"))
         self.log(f"resumed {self.run_dir} at step {self.step} (iteration {self.iterations_done + 1})")
 
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop metric lines written after the checkpoint (the killed run's lost steps)."""
+    def _trim_metrics(self, step: int, records: int | None) -> None:
+        """Keep the metric records written before the checkpoint — its first ``records`` lines (checkpoints
+        older than that count: the lines with step <= ``step``) — and drop what the killed run logged
+        after it, including a torn (unparseable) last line; the file is rewritten atomically."""
         if self.rank != 0 or not self.metrics_path.is_file():
             return
-        kept = [line for line in self.metrics_path.read_text().splitlines() if json.loads(line)["step"] <= step]
-        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+        lines = self.metrics_path.read_text(errors="replace").splitlines()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        kept, torn = [], False
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+                before = bool(record["step"] <= step)
+            except (ValueError, TypeError, KeyError, IndexError):
+                if number == len(lines):  # a kill or a full disk mid-write
+                    torn = True
+                    break
+                raise TrainError(
+                    f"{self.metrics_path} line {number} is not a metrics record; remove that line to resume"
+                ) from None
+            if before and (records is None or len(kept) < records):
+                kept.append(line)
+        dropped = len(lines) - len(kept)
+        if dropped or torn:
+            with atomic_write(self.metrics_path) as handle:
+                handle.write("".join(line + "\n" for line in kept))
+            self.log(
+                f"resume: dropped {dropped} line(s) of {METRICS_FILE} written after the checkpoint"
+                + (" (the last one torn)" if torn else "")
+            )
+        self.metrics_records = len(kept)
 
     # -- one step ----------------------------------------------------------------------------
 
@@ -398,9 +493,11 @@ class Trainer:
         save = list(self.config.eval_save_outputs) or (list(DEFAULT_SAVE_OUTPUTS) if is_arc else [])
         model = self.eval_model()
         head = self.step_fn if model is self.model else None
+        # a compiled head (dynamic=False) gets one fixed shape: the short last batch is padded, never past the split
+        pad_last = head is not None and self.config.compile
         metrics, outputs = evaluate_model(
             model,
-            self.test_batches.test_batches(),
+            self.test_batches.test_batches(pad_last=pad_last),
             device=self.device,
             loss_type=self.config.loss_type,
             max_steps=self.config.eval_max_steps,
@@ -434,12 +531,9 @@ class Trainer:
                 "model": {k: v.cpu() for k, v in self.model.state_dict().items()},
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 "ranks": ranks,
+                "metrics_records": self.metrics_records,
             }
-            run_config = {
-                "train": self.config.model_dump(),
-                "dataset": self.train_batches.metadata.model_dump(),
-                LOCATION_KEY: location_record(self.config.data_path, self.run_dir),
-            }
+            run_config = self.run_config()
             save_checkpoint(
                 self.eval_model(),
                 self.run_dir,
@@ -454,10 +548,22 @@ class Trainer:
         if self.world_size > 1:
             dist.barrier()
 
+    def run_config(self) -> dict:
+        """What ``config.yaml`` holds, at the start of training and in every checkpoint: ``arch``, ``model``
+        (the resolved model config), ``train``, ``dataset`` and ``data_location``."""
+        return {
+            "arch": model_arch(self.model),
+            "model": self.model.config.model_dump(),
+            "train": self.config.model_dump(),
+            "dataset": self.train_batches.metadata.model_dump(),
+            LOCATION_KEY: location_record(self.config.data_path, self.run_dir),
+        }
+
     def _record(self, record: dict) -> None:
         if self.rank != 0:
             return
         append_jsonl(self.metrics_path, record)
+        self.metrics_records += 1
         if self.writer is not None:
             self.writer(record)
 
@@ -513,8 +619,35 @@ class Trainer:
             **self.last_eval,
         }
         if self.rank == 0:
-            write_json(self.run_dir / "summary.json", summary)
+            write_json(self.run_dir / SUMMARY_FILE, summary)
         return summary
+
+
+def is_training_run(folder: Path) -> bool:
+    """Whether ``folder`` is a training run's directory: marked by training (``OWNER_FILE`` of kind
+    ``RUN_KIND``), or — made before the marker existed — holding a ``config.yaml`` with a ``train`` section."""
+    if is_owned(folder):
+        try:
+            kind = json.loads((folder / OWNER_FILE).read_text()).get("kind")
+        except (OSError, ValueError, AttributeError):
+            kind = None
+        return kind in (None, RUN_KIND)
+    try:
+        saved = read_yaml(folder / CONFIG_FILE) if (folder / CONFIG_FILE).is_file() else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and "train" in saved
+
+
+def clear_training_outputs(run_dir: Path) -> None:
+    """Remove what training writes into a run directory (``TRAINING_OUTPUTS``), nothing else; links are
+    removed as links, never followed."""
+    for name in TRAINING_OUTPUTS:
+        path = run_dir / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
 
 
 def resolve_model_config(config: TrainConfig, metadata: DatasetMetadata, world_size: int, device: torch.device) -> dict:

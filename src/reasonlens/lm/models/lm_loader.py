@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from reasonlens.lm.config.training_config import ModelConfig
@@ -69,8 +70,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode, tokenizer) from a local checkpoint directory."""
     path = check_checkpoint(path)
     tokenizer = load_tokenizer(path)
-    model = GPT2LMHeadModel.from_pretrained(str(path), local_files_only=True).to(device)
-    model.eval()
+    try:
+        model = GPT2LMHeadModel.from_pretrained(str(path), local_files_only=True)
+    except (OSError, RuntimeError, ValueError, SafetensorError) as err:  # weights not fitting config.json, unreadable
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LMError(f"checkpoint {path}: its weights do not load into its config.json ({first_line})") from None
+    model.to(device).eval()
     return model, tokenizer
 
 
