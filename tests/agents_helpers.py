@@ -1,11 +1,17 @@
-"""Tiny agent directories for the agents tests: untrained (fast) or with planted weights (a known circuit)."""
+"""Tiny agent directories for the agents tests: untrained (fast), with planted weights (a known circuit), or
+made hostile (a pickle payload planted in ``agent.zip``)."""
 
+import base64
+import json
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
 
-from reasonlens.agents.agent import AGENT_FILE, CONFIG_FILE, Agent
+from reasonlens.agents.agent import CONFIG_FILE, Agent
 from reasonlens.agents.config import config_for
+from reasonlens.agents.model import save_model
 from reasonlens.agents.train import build_model
 from reasonlens.utils.io import write_yaml
 
@@ -21,7 +27,7 @@ def make_agent_dir(path: Path, env_id: str = "MiniGrid-Empty-5x5-v0", net_arch=(
     model = build_model(config)
     path.mkdir(parents=True, exist_ok=True)
     write_yaml(path / CONFIG_FILE, config.model_dump())
-    model.save(path / AGENT_FILE)
+    save_model(model, path)  # agent.zip + policy.safetensors, as training writes them
     return Agent.load(path)
 
 
@@ -42,5 +48,35 @@ def plant_circuit(path: Path, feature: int = 10, unit0: int = 5, unit2: int = 9)
         last.bias[1] = 0.5
         last.bias[2] = 0.25
     model.policy.q_net_target.load_state_dict(model.policy.q_net.state_dict())
-    model.save(path / AGENT_FILE)
+    save_model(model, path)
     return Agent.load(path)
+
+
+class Touch:
+    """Unpickling this creates ``path``: the stand-in for the code a crafted file runs."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+def rewrite_zip_member(zip_path: Path, member: str, content: bytes) -> None:
+    """Replace one member of a zip file, keeping the others as they are."""
+    with zipfile.ZipFile(zip_path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    members[member] = content
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def plant_pickle_payload(zip_path: Path, marker: Path, entry: str = "lr_schedule") -> None:
+    """Turn a real SB3 ``agent.zip`` into a hostile one: its ``data`` entry ``entry`` (cloudpickled by SB3)
+    becomes a pickle that creates ``marker`` when SB3's ``DQN.load`` unpickles it."""
+    with zipfile.ZipFile(zip_path) as archive:
+        data = json.loads(archive.read("data"))
+    assert ":serialized:" in data[entry]  # a real pickled entry is replaced
+    data[entry][":serialized:"] = base64.b64encode(pickle.dumps(Touch(marker))).decode()
+    rewrite_zip_member(zip_path, "data", json.dumps(data).encode())

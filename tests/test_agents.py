@@ -1,6 +1,8 @@
 """The agents family: training and agent directories, states and corruptions, extraction, patching (the
-seed-001 guide's commands and snippets end to end), neuron finding on a planted circuit, bad input."""
+seed-001 guide's commands and snippets end to end), neuron finding on a planted circuit, hostile agent
+files (loading unpickles nothing unless --trust-pickle), bad input."""
 
+import io
 import json
 import re
 import subprocess
@@ -15,7 +17,15 @@ from typer.testing import CliRunner
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("minigrid")
 
-from agents_helpers import TINY_OVERRIDES, make_agent_dir, plant_circuit
+from agents_helpers import (
+    TINY_OVERRIDES,
+    Touch,
+    make_agent_dir,
+    plant_circuit,
+    plant_pickle_payload,
+    rewrite_zip_member,
+)
+from stable_baselines3 import DQN
 
 from reasonlens.agents import neurons
 from reasonlens.agents.agent import Agent
@@ -65,7 +75,7 @@ def test_train_writes_a_complete_agent_directory(tmp_path):
     config = config_for("MiniGrid-Empty-5x5-v0", steps=2_000, **TINY_OVERRIDES)
     logs = []
     agent = train_agent(config, tmp_path / "a", log=logs.append)
-    for name in ("agent.zip", "config.yaml", "training_curve.json", "evaluation.json"):
+    for name in ("agent.zip", "policy.safetensors", "config.yaml", "training_curve.json", "evaluation.json"):
         assert (tmp_path / "a" / name).is_file(), name
     curve = json.loads((tmp_path / "a" / "training_curve.json").read_text())
     assert [p["steps"] for p in curve] == [1_000, 2_000]
@@ -470,6 +480,124 @@ def test_narrowing_search_reports_a_layer_without_effect(planted):
     agent.linear_layers()[-1][1].bias.data[0] = 1.0  # Q(left) = 1 > 0.5 on both, so the actions agree
     with pytest.raises(AgentError, match="same action on every clean and corrupted"):
         neurons.narrowing_search(agent, clean, corrupted, ["q_net.0"])
+
+
+# --- hostile files: loading an agent unpickles nothing unless --trust-pickle -------------------------
+
+
+def write_probe_inputs(agent_dir, n=4, name="probe_inputs.json"):
+    generator = torch.Generator().manual_seed(n)
+    observations = torch.randint(0, 11, (n, 147), generator=generator).float()
+    path = agent_dir / "activation_inputs" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({f"probe-{i}": {"input": row.tolist()} for i, row in enumerate(observations)}))
+    return observations
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    """A real tiny agent whose agent.zip carries a pickle payload (in the data entry lr_schedule) that creates
+    ``marker`` when unpickled. No policy.safetensors: the weights must come out of the zip itself."""
+    folder = tmp_path / "hostile"
+    make_agent_dir(folder, "MiniGrid-Empty-5x5-v0", seed=4)
+    (folder / "policy.safetensors").unlink()
+    marker = tmp_path / "payload-ran"
+    plant_pickle_payload(folder / "agent.zip", marker)
+    write_probe_inputs(folder)
+    return folder, marker
+
+
+def test_a_crafted_agent_zip_runs_no_code(hostile, tmp_path):
+    folder, marker = hostile
+    agent = Agent.load(folder)
+    assert agent.layers()["q_net.4"] == 3 and not marker.exists()
+    result = CliRunner().invoke(app, ["agents", "evaluate", str(folder), "--episodes", "2"])
+    assert result.exit_code == 0 and "over 2 episodes" in result.output, result.output
+    done = run_script(
+        "activation_extraction.py", ["--agent_path", str(folder), "--inputs", "probe_inputs.json"], tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    results = PatchingExperiment(folder).run_patching_experiment("probe_inputs.json", None, "q_net.0:all", op="zero")
+    assert len(results) == 4
+    assert not marker.exists()
+
+
+def test_a_foreign_zip_needs_trust_pickle_and_then_unpickles(hostile, tmp_path):
+    folder, marker = hostile
+    (folder / "config.yaml").unlink()  # a foreign SB3 zip: the DQN cannot be rebuilt without unpickling
+    with pytest.raises(AgentError, match="no config.yaml .*--trust-pickle"):
+        Agent.load(folder)
+    result = CliRunner().invoke(app, ["agents", "evaluate", str(folder)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "--trust-pickle" in lines[0], result.output
+    done = run_script("find_neurons.py", ["ablate", "--agent_path", str(folder)], tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--trust-pickle" in done.stderr, done.stderr
+    assert not marker.exists()
+    # opting in loads the zip with SB3's own loader, which unpickles it: the test's payload is real
+    args = ["agents", "extract", "--agent_path", str(folder), "--inputs", "probe_inputs.json", "--trust-pickle"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert marker.exists()
+    marker.unlink()
+    agent = Agent.load(folder, trust_pickle=True)
+    assert marker.exists() and not agent.has_config and agent.config.net_arch == [128, 128]
+    # without config.yaml the environment is unknown: evaluating says so in one line
+    result = CliRunner().invoke(app, ["agents", "evaluate", str(folder), "--trust-pickle"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "evaluating needs the agent's environment" in lines[0]
+
+
+def test_a_pickle_in_the_policy_weights_is_refused(hostile, tmp_path):
+    folder, marker = hostile
+    handle = io.BytesIO()
+    torch.save({"q_net.q_net.0.weight": Touch(marker)}, handle)  # weights_only must refuse the object
+    rewrite_zip_member(folder / "agent.zip", "policy.pth", handle.getvalue())
+    with pytest.raises(AgentError, match="policy.pth is not a plain torch state dict"):
+        Agent.load(folder)
+    done = run_script(
+        "activation_extraction.py", ["--agent_path", str(folder), "--inputs", "probe_inputs.json"], tmp_path
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--trust-pickle" in done.stderr, done.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:`n_steps=5` is ignored:UserWarning")  # SB3 DQN.load of an n-step agent
+def test_the_weights_only_loader_equals_sb3_load(tmp_path):
+    """The rebuilt DQN gives exactly the Q-values and actions of SB3's DQN.load, from policy.safetensors and
+    from the zip's policy.pth alike; a zip saved again later (plain model.save) wins over a stale
+    policy.safetensors; weights that do not fit config.yaml are refused."""
+    folder = tmp_path / "a"
+    make_agent_dir(folder, LAVA, net_arch=(32, 16), seed=5)
+    observations = write_probe_inputs(folder, n=64)
+    sb3 = DQN.load(folder / "agent.zip")  # the old loader
+    expected_q = sb3.policy.q_net(observations).detach()
+    expected_actions = sb3.predict(observations.numpy(), deterministic=True)[0]
+    assert len(set(expected_actions.tolist())) > 1  # a test that can tell the actions apart
+
+    def check(agent):
+        assert torch.equal(agent.q_values(observations), expected_q)
+        assert torch.equal(agent.model.policy.q_net(observations).detach(), expected_q)
+        assert np.array_equal(agent.model.predict(observations.numpy(), deterministic=True)[0], expected_actions)
+        state = agent.model.policy.state_dict()
+        assert all(torch.equal(value, state[key]) for key, value in sb3.policy.state_dict().items())
+        assert agent.model.observation_space == sb3.observation_space
+        assert agent.model.action_space == sb3.action_space
+
+    check(Agent.load(folder))  # from policy.safetensors
+    check(Agent.load(folder, trust_pickle=True))  # SB3's loader through the opt-in
+    (folder / "policy.safetensors").rename(tmp_path / "kept.safetensors")
+    check(Agent.load(folder))  # from the zip's policy.pth
+    (tmp_path / "kept.safetensors").rename(folder / "policy.safetensors")
+    with torch.no_grad():
+        sb3.policy.q_net.q_net[4].bias.add_(1.0)
+    sb3.save(folder / "agent.zip")  # saved again without policy.safetensors: the zip is the current one
+    assert torch.equal(Agent.load(folder).q_values(observations), sb3.policy.q_net(observations).detach())
+    config = (folder / "config.yaml").read_text().replace("- 32\n- 16", "- 32\n- 32")
+    (folder / "config.yaml").write_text(config)
+    with pytest.raises(
+        AgentError, match=r"hidden layers have widths \[32, 16\], but config.yaml says net_arch \[32, 32\]"
+    ):
+        Agent.load(folder)
 
 
 # --- bad input ----------------------------------------------------------------------------------------

@@ -1,9 +1,15 @@
 """A saved agent: its directory layout, loading, and the Q-network as the interp engine sees it.
 
-An agent directory holds ``agent.zip`` (the SB3 DQN), ``config.yaml``, ``training_curve.json`` and
-``evaluation.json`` (see :mod:`reasonlens.agents.train`), and the seed tools' working folders:
-``activation_inputs/`` (input files), ``activation_logging/`` (extracted activations) and
-``patching_results/``.
+An agent directory holds ``agent.zip`` (the SB3 DQN), ``policy.safetensors`` (its policy weights),
+``config.yaml``, ``training_curve.json`` and ``evaluation.json`` (see :mod:`reasonlens.agents.train`), and
+the seed tools' working folders: ``activation_inputs/`` (input files), ``activation_logging/`` (extracted
+activations) and ``patching_results/``.
+
+**Loading unpickles nothing** (:mod:`reasonlens.agents.model`): the DQN is rebuilt from ``config.yaml`` and
+only the policy weights are read (``policy.safetensors``, else ``policy.pth`` from the zip with
+``torch.load(weights_only=True)``). SB3's ``DQN.load`` — which unpickles the zip's ``data`` and so runs any
+code a crafted file holds — is used only with ``trust_pickle=True`` (``--trust-pickle``), for a foreign
+SB3 zip without ``config.yaml``.
 
 **Layer names.** The engine runs ``policy.q_net`` (SB3's ``QNetwork``), so its layers are the names the
 neuron-patching guide uses: ``q_net.0`` (first Linear), ``q_net.1`` (its ReLU), ``q_net.2``, …, the last
@@ -15,7 +21,6 @@ A Linear's value is its output *before* the ReLU (as the seed's extraction recor
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +30,21 @@ from torch import nn
 
 from reasonlens.agents.config import AgentConfig
 from reasonlens.agents.errors import AgentError
+from reasonlens.agents.model import (
+    AGENT_FILE,
+    POLICY_FILE,
+    TRUST_HINT,
+    architecture,
+    load_pickled_model,
+    read_policy_state,
+    rebuild_model,
+)
 from reasonlens.interp import Alias
 from reasonlens.utils.io import read_yaml
 
-AGENT_FILE = "agent.zip"
+__all__ = ["AGENT_FILE", "POLICY_FILE", "Agent"]
+
+UNKNOWN_ENV = "unknown (no config.yaml)"
 CONFIG_FILE = "config.yaml"
 CURVE_FILE = "training_curve.json"
 EVAL_FILE = "evaluation.json"
@@ -43,29 +59,58 @@ class Agent:
     config: AgentConfig
     model: DQN
     q_net: nn.Module = field(repr=False)
+    has_config: bool = True  # False: a foreign zip loaded with trust_pickle; its environment is unknown
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu") -> Agent:
+    def load(cls, path: str | os.PathLike, device: str = "cpu", trust_pickle: bool = False) -> Agent:
+        """Load an agent directory without unpickling anything (see the module docstring).
+
+        ``trust_pickle=True`` loads ``agent.zip`` with SB3's ``DQN.load`` instead, which unpickles it and
+        so runs any code it holds: only for a foreign SB3 zip (no ``config.yaml``) whose maker you trust."""
         path = Path(path)
         if not path.is_dir():
             raise AgentError(f"agent directory not found: {path}")
-        missing = [name for name in (AGENT_FILE, CONFIG_FILE) if not (path / name).is_file()]
-        if missing:
+        has_zip, has_config = (path / AGENT_FILE).is_file(), (path / CONFIG_FILE).is_file()
+        has_weights = has_zip or (path / POLICY_FILE).is_file()
+        if has_zip and not has_config and not trust_pickle:
+            raise AgentError(
+                f"{path} has {AGENT_FILE} but no {CONFIG_FILE} (a foreign stable-baselines3 zip?), so its DQN cannot "
+                f"be rebuilt without unpickling the zip; add a {CONFIG_FILE} naming env_id (and actions, net_arch), "
+                f"or, {TRUST_HINT}"
+            )
+        if not has_weights or not (has_config or has_zip):
+            missing = [name for name, ok in ((AGENT_FILE, has_weights), (CONFIG_FILE, has_config)) if not ok]
             raise AgentError(
                 f"{path} is not an agent directory: it lacks {', '.join(missing)} "
                 f"(an agent directory holds {AGENT_FILE} and {CONFIG_FILE}; create one with `reasonlens agents train`)"
             )
-        config = AgentConfig.from_dict(read_yaml(path / CONFIG_FILE))
-        try:
-            with (
-                warnings.catch_warnings()
-            ):  # SB3 warns that n-step replay settings are not rebuilt: we never train a loaded agent
-                warnings.simplefilter("ignore", UserWarning)
-                model = DQN.load(path / AGENT_FILE, device=device)
-        except Exception as err:  # SB3 raises zipfile / pickle / key errors for a damaged file
-            raise AgentError(f"{path / AGENT_FILE} is not a loadable stable-baselines3 DQN: {err}") from None
+        if trust_pickle and has_zip:
+            model = load_pickled_model(path / AGENT_FILE, device)
+            if has_config:
+                config = AgentConfig.from_dict(read_yaml(path / CONFIG_FILE))
+            else:
+                _, hidden, n_actions = architecture(model.policy.state_dict(), path / AGENT_FILE)
+                config = AgentConfig.model_construct(  # a description only: nothing is trained or rebuilt from it
+                    env_id=UNKNOWN_ENV,
+                    net_arch=hidden,
+                    actions="navigation" if n_actions == 3 else "all",
+                    device=device,
+                )
+        else:
+            config = AgentConfig.from_dict(read_yaml(path / CONFIG_FILE))
+            state, source = read_policy_state(path)
+            model = rebuild_model(config, state, source, device)
         q_net = model.policy.q_net.eval()
-        return cls(path=path, config=config, model=model, q_net=q_net)
+        return cls(path=path, config=config, model=model, q_net=q_net, has_config=has_config)
+
+    def require_env(self, what: str) -> AgentConfig:
+        """The config, when it names the agent's environment (``what`` needs it); else a clear error."""
+        if not self.has_config:
+            raise AgentError(
+                f"{what} needs the agent's environment, but {self.path} has no {CONFIG_FILE}: "
+                f"add one naming env_id (and actions, net_arch)"
+            )
+        return self.config
 
     @property
     def device(self) -> torch.device:

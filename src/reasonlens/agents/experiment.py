@@ -111,8 +111,8 @@ def patch_rows(
 class PatchingExperiment:
     """The seed guide's class: ``PatchingExperiment(agent_path).run_patching_experiment(...)``."""
 
-    def __init__(self, agent_path: str | os.PathLike, device: str = "cpu"):
-        self.agent = Agent.load(agent_path, device=device)
+    def __init__(self, agent_path: str | os.PathLike, device: str = "cpu", trust_pickle: bool = False):
+        self.agent = Agent.load(agent_path, device=device, trust_pickle=trust_pickle)
         self.agent_path = self.agent.path
         self.output_dir = self.agent.path / RESULTS_DIR
 

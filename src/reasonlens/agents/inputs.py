@@ -180,7 +180,8 @@ def make_input_pairs(
         raise AgentError(f"unknown state source {states!r}; allowed: {', '.join(STATE_SOURCES)}")
     max_seeds = max_seeds or max(1_000, 50 * n)
     rng = np.random.default_rng(seed)
-    env = make_env(agent.config.env_id, agent.config.actions)
+    config = agent.require_env("making input pairs")
+    env = make_env(config.env_id, config.actions)
     clean, corrupted, seen = {}, {}, set()
     for env_seed in range(seed, seed + max_seeds):
         if len(clean) >= n:

@@ -8,6 +8,8 @@ and writes an agent directory:
 
 - ``agent.zip`` — the SB3 model (the seed tools' file name): with ``keep_best`` (default) the snapshot
   with the best evaluated success rate (DQN's success rate oscillates during training), else the last;
+- ``policy.safetensors`` — the same snapshot's policy weights, which is what :meth:`Agent.load` reads
+  (it rebuilds the DQN from ``config.yaml`` and unpickles nothing: :mod:`reasonlens.agents.model`);
 - ``config.yaml`` — the resolved :class:`AgentConfig`;
 - ``training_curve.json`` — success rate, mean return and mean length vs training steps;
 - ``evaluation.json`` — the saved agent's success rate on ``test_episodes`` episodes whose seeds are
@@ -32,7 +34,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from reasonlens.agents.agent import AGENT_FILE, CONFIG_FILE, CURVE_FILE, EVAL_FILE, Agent
 from reasonlens.agents.config import AgentConfig
 from reasonlens.agents.envs import make_env
-from reasonlens.utils.io import atomic_write, write_json, write_yaml
+from reasonlens.agents.model import dqn_kwargs, save_model
+from reasonlens.utils.io import write_json, write_yaml
 
 
 def greedy_success(
@@ -72,43 +75,14 @@ def _vec_env(config: AgentConfig):
     return make_vec_env(lambda: make_env(config.env_id, config.actions), n_envs=config.n_envs, seed=config.seed)
 
 
-def _learning_rate(config: AgentConfig):
-    if config.learning_rate_final is None:
-        return config.learning_rate
-    start, end = config.learning_rate, config.learning_rate_final
-    return lambda progress_remaining: end + (start - end) * progress_remaining
-
-
 def build_model(config: AgentConfig) -> DQN:
-    return DQN(
-        "MlpPolicy",
-        _vec_env(config),
-        learning_rate=_learning_rate(config),
-        buffer_size=config.buffer_size,
-        learning_starts=config.learning_starts,
-        batch_size=config.batch_size,
-        gamma=config.gamma,
-        train_freq=config.train_freq,
-        gradient_steps=config.gradient_steps,
-        n_steps=config.n_step,
-        target_update_interval=config.target_update_interval,
-        exploration_fraction=config.exploration_fraction,
-        exploration_final_eps=config.exploration_final_eps,
-        policy_kwargs={"net_arch": list(config.net_arch)},
-        seed=config.seed,
-        device=config.device,
-        verbose=0,
-    )
-
-
-def _save_model(model, path: Path) -> None:
-    with atomic_write(path, "wb") as handle:
-        model.save(handle)
+    return DQN("MlpPolicy", _vec_env(config), **dqn_kwargs(config))
 
 
 class SuccessCurve(BaseCallback):
     """Every ``eval_every`` steps: the greedy success rate appended to ``curve``, logged, and (with
-    ``keep_best``) the model saved to ``out/agent.zip`` when it beats the best so far."""
+    ``keep_best``) the model saved to ``out/agent.zip`` and ``out/policy.safetensors`` when it beats the best
+    so far."""
 
     def __init__(self, config: AgentConfig, curve: list, started: float, out: Path, log: Callable[[str], None]):
         super().__init__()
@@ -126,7 +100,7 @@ class SuccessCurve(BaseCallback):
             saved = ""
             if config.keep_best and point["success_rate"] > self.best:
                 self.best = point["success_rate"]
-                _save_model(self.model, self.out / AGENT_FILE)
+                save_model(self.model, self.out)
                 saved = "  (saved)"
             self.log(
                 f"steps {point['steps']:>9,}  success {point['success_rate']:6.1%}  "
@@ -153,7 +127,7 @@ def train_agent(config: AgentConfig, out_dir: str | os.PathLike, log: Callable[[
     if not curve or curve[-1]["steps"] != model.num_timesteps:
         curve.append({"steps": int(model.num_timesteps), "seconds": round(train_seconds, 1), **last})
     if not config.keep_best or last["success_rate"] > callback.best:
-        _save_model(model, out / AGENT_FILE)
+        save_model(model, out)
     write_json(out / CURVE_FILE, curve)
     agent = Agent.load(out, device=config.device)
     final = greedy_success(agent.q_net, config, config.test_episodes, config.test_seed)
@@ -172,7 +146,7 @@ def train_agent(config: AgentConfig, out_dir: str | os.PathLike, log: Callable[[
 
 def evaluate_agent(agent: Agent, episodes: int | None = None, seed: int | None = None) -> dict:
     """Success rate of a saved agent's greedy policy (also what ``reasonlens agents evaluate`` prints)."""
-    config = agent.config
+    config = agent.require_env("evaluating")
     return greedy_success(
         agent.q_net, config, episodes or config.test_episodes, config.test_seed if seed is None else seed
     )

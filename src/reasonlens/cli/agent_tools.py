@@ -2,6 +2,8 @@
 ``Neuron_Selection/activation_patching.py``, ``Neuron_Selection/find_neurons.py``), shared with
 ``reasonlens agents extract | patch | neurons``. Flags keep the guide's spelling (``--agent_path``,
 ``--patch_spec`` …). Each ``main_*`` returns an exit code; bad input prints one line and returns 2.
+Every command also takes ``--trust-pickle`` (``--trust_pickle``): load a foreign SB3 zip without
+``config.yaml`` with ``DQN.load``, which unpickles it; by default only the policy weights are read.
 
 The agents modules that do the work import gymnasium, minigrid and stable-baselines3 (the ``[agents]``
 extra), so each command imports them when it runs: ``--help`` works without the extra.
@@ -21,7 +23,18 @@ from reasonlens.utils.io import write_json
 def _agent(args):
     from reasonlens.agents.agent import Agent
 
-    return Agent.load(args.agent_path, device=args.device)
+    return Agent.load(args.agent_path, device=args.device, trust_pickle=args.trust_pickle)
+
+
+TRUST_HELP = (
+    "load agent.zip with stable-baselines3's DQN.load, which unpickles it and so runs any code it holds: only for "
+    "a foreign SB3 zip without config.yaml whose maker you trust (by default only the weights are read)"
+)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--trust-pickle", "--trust_pickle", dest="trust_pickle", action="store_true", help=TRUST_HELP)
 
 
 def extraction_parser() -> argparse.ArgumentParser:
@@ -39,7 +52,7 @@ def extraction_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", help="the .npz to write (one input file only; default: AGENT/activation_logging/)")
     parser.add_argument("--input_ids", nargs="+", help="only these input ids (default: all)")
-    parser.add_argument("--device", default="cpu")
+    _add_common(parser)
     return parser
 
 
@@ -77,14 +90,14 @@ def patching_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output_dir", help="where to write (default: AGENT/patching_results)")
     parser.add_argument("--op", default="patch", choices=["patch", "zero", "mean"], help="patch, or ablate the units")
-    parser.add_argument("--device", default="cpu")
+    _add_common(parser)
     return parser
 
 
 def _patch(args) -> None:
     from reasonlens.agents.experiment import PatchingExperiment, summarize
 
-    experiment = PatchingExperiment(args.agent_path, device=args.device)
+    experiment = PatchingExperiment(args.agent_path, device=args.device, trust_pickle=args.trust_pickle)
     results = experiment.run_patching_experiment(
         args.target_input, args.source_activations, args.patch_spec, args.input_ids, op=args.op
     )
@@ -135,7 +148,7 @@ def finding_parser() -> argparse.ArgumentParser:
     parser.add_argument("--op", default="zero", choices=["zero", "mean"], help="ablate: the ablation")
     parser.add_argument("--threshold", type=float, default=0.8, help="search: restore rate to keep")
     parser.add_argument("--output", help="JSON to write (default: AGENT/patching_results/neurons_<method>.json)")
-    parser.add_argument("--device", default="cpu")
+    _add_common(parser)
     return parser
 
 

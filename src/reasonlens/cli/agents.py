@@ -16,11 +16,17 @@ from reasonlens.cli.agent_tools import main_extract, main_find, main_patch
 from reasonlens.cli.errors import needs_extra, user_errors
 
 app = typer.Typer(
-    help="DQN agents in MiniGrid and neuron patching of their Q-networks (needs the agents extra).",
+    help="DQN agents in MiniGrid and neuron patching of their Q-networks (needs the agents extra). Agents load "
+    "without unpickling anything; --trust-pickle opts in to SB3's own loader for a foreign zip you trust.",
     no_args_is_help=True,
 )
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+TRUST_PICKLE = typer.Option(
+    "--trust-pickle",
+    help="load agent.zip with stable-baselines3's DQN.load, which unpickles it and so runs any code it holds: "
+    "only for a foreign SB3 zip without config.yaml whose maker you trust (by default only the weights are read)",
+)
 
 
 @app.command()
@@ -59,13 +65,14 @@ def evaluate(
     agent_dir: Annotated[str, typer.Argument(help="agent directory")],
     episodes: Annotated[int | None, typer.Option(help="episodes (default: the config's test_episodes)")] = None,
     seed: Annotated[int | None, typer.Option(help="first reset seed (default: the config's test_seed)")] = None,
+    trust_pickle: Annotated[bool, TRUST_PICKLE] = False,
 ) -> None:
     """Success rate of the agent's greedy policy."""
     with needs_extra("agents"), user_errors():
         from reasonlens.agents.agent import Agent
         from reasonlens.agents.train import evaluate_agent
 
-        result = evaluate_agent(Agent.load(agent_dir), episodes, seed)
+        result = evaluate_agent(Agent.load(agent_dir, trust_pickle=trust_pickle), episodes, seed)
         typer.echo(
             f"success {result['success_rate']:.1%} over {result['episodes']} episodes (seeds from "
             f"{result['first_seed']}); mean length {result['mean_length']:.1f}"
@@ -82,13 +89,14 @@ def inputs(
     per_episode: Annotated[int, typer.Option(help="at most this many states per episode")] = 4,
     keep_same_action: Annotated[bool, typer.Option(help="keep pairs where the agent acts the same")] = False,
     prefix: Annotated[str, typer.Option(help="file name prefix: <prefix>clean_inputs.json")] = "",
+    trust_pickle: Annotated[bool, TRUST_PICKLE] = False,
 ) -> None:
     """Write clean/corrupted input pairs (same ids) into AGENT_DIR/activation_inputs/."""
     with needs_extra("agents"), user_errors():
         from reasonlens.agents.agent import Agent
         from reasonlens.agents.inputs import make_input_pairs, write_input_pairs
 
-        agent = Agent.load(agent_dir)
+        agent = Agent.load(agent_dir, trust_pickle=trust_pickle)
         clean, corrupted = make_input_pairs(agent, corruption, n, seed, states, per_episode, not keep_same_action)
         clean_path, corrupted_path = write_input_pairs(agent, clean, corrupted, prefix)
         typer.echo(f"{len(clean)} {corruption} pairs -> {clean_path}, {corrupted_path}")

@@ -29,7 +29,7 @@ from reasonlens.cli.errors import user_errors
 from reasonlens.hrm.analysis.adapter import HRMAdapter
 from reasonlens.hrm.analysis.patching import run_patch_sweep
 from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
-from reasonlens.hrm.training.trainer import TrainConfig, load_train_config, train
+from reasonlens.hrm.training.trainer import TrainConfig, check_run_dir, load_train_config, train
 from reasonlens.utils.config import StrictConfig
 from reasonlens.utils.device import resolve_device
 from reasonlens.utils.io import check_replaceable, write_json
@@ -83,7 +83,8 @@ def run_demo(config: DemoConfig, log=print) -> dict:
             overwrite=True,
         )
     )
-    check_replaceable(data_dir)  # the dataset folder must be new, empty or ours
+    check_replaceable(data_dir)  # the dataset folder must be new, empty or ours, and the run folder a run
+    check_run_dir(out, resume=False, overwrite=True)
     started = time.perf_counter()
     log(
         f"building {config.train_puzzles} + {config.test_puzzles} {config.size}x{config.size} Sudoku puzzles "

@@ -32,6 +32,7 @@ from reasonlens.utils.errors import UserInputError
 FILE_SYSTEM_ERRNOS = {errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM,
                       errno.EROFS, errno.ENOSPC, errno.ENAMETOOLONG}  # fmt: skip
 USER_ERRORS = (UserInputError, ValidationError, yaml.YAMLError, SafetensorError, OSError)
+FILE_SYSTEM_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 def one_line(err: BaseException) -> str | None:
@@ -46,7 +47,7 @@ def one_line(err: BaseException) -> str | None:
         text = f"{where}: not valid YAML ({getattr(err, 'problem', None) or err})"
     elif isinstance(err, SafetensorError):
         text = f"could not read a weights file as safetensors (truncated, empty or another format): {err}"
-    elif isinstance(err, OSError) and err.errno in FILE_SYSTEM_ERRNOS:
+    elif isinstance(err, FILE_SYSTEM_ERRORS) or (isinstance(err, OSError) and err.errno in FILE_SYSTEM_ERRNOS):
         path = f"{err.filename}: " if err.filename else ""
         text = f"{path}{err.strerror or err}"
     else:

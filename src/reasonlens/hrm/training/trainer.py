@@ -321,25 +321,8 @@ class Trainer:
     def _check_run_dir(self) -> None:
         """Refuse a run directory that cannot be used as asked — before anything is created or deleted —
         and decide between a real resume (``self.resuming``) and a fresh start."""
-        run_dir, config = self.run_dir, self.config
-        if run_dir.exists() and not run_dir.is_dir():
-            raise TrainError(f"run_dir {run_dir} is a file, not a folder; choose another run_dir")
-        self.resuming = config.resume and (run_dir / OPTIMIZER_FILE).is_file()
-        # the owner marker alone (a run that stopped on a config error) does not make a folder busy
-        self._reuse = run_dir.is_dir() and any(p.name != OWNER_FILE for p in run_dir.iterdir())
-        if not self._reuse:
-            return
-        if not (config.resume or config.overwrite):
-            raise TrainError(
-                f"run directory {run_dir} is not empty: pass resume=true to continue it, "
-                "overwrite=true to start over, or choose another run_dir"
-            )
-        if not is_training_run(run_dir):
-            raise TrainError(
-                f"run directory {run_dir} holds files that training did not write (no {OWNER_FILE}, no "
-                f"{CONFIG_FILE} with a 'train' section); refusing to {'resume' if config.resume else 'overwrite'} "
-                "it: choose another run_dir"
-            )
+        self._reuse = check_run_dir(self.run_dir, self.config.resume, self.config.overwrite)
+        self.resuming = self.config.resume and (self.run_dir / OPTIMIZER_FILE).is_file()
 
     def _prepare_run_dir(self) -> None:
         """Create and mark the run directory; a fresh start in a run directory of ours (``overwrite``, or
@@ -621,6 +604,31 @@ class Trainer:
         if self.rank == 0:
             write_json(self.run_dir / SUMMARY_FILE, summary)
         return summary
+
+
+def check_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Raise :class:`TrainError` unless ``run_dir`` may be used with these flags: new, empty (or holding only
+    our marker), or a training run's folder when ``resume`` or ``overwrite`` is set. Returns whether an
+    existing run folder is being reused. Nothing is created or deleted here."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainError(f"run_dir {run_dir} is a file, not a folder; choose another run_dir")
+    # the owner marker alone (a run that stopped on a config error) does not make a folder busy
+    reuse = run_dir.is_dir() and any(p.name != OWNER_FILE for p in run_dir.iterdir())
+    if not reuse:
+        return False
+    if not (resume or overwrite):
+        raise TrainError(
+            f"run directory {run_dir} is not empty: pass resume=true to continue it, "
+            "overwrite=true to start over, or choose another run_dir"
+        )
+    if not is_training_run(run_dir):
+        raise TrainError(
+            f"run directory {run_dir} holds files that training did not write (no {OWNER_FILE}, no "
+            f"{CONFIG_FILE} with a 'train' section); refusing to {'resume' if resume else 'overwrite'} "
+            "it: choose another run_dir"
+        )
+    return True
 
 
 def is_training_run(folder: Path) -> bool:
