@@ -5,7 +5,10 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
+import yaml
 from conftest import train_tiny_sudoku
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from reasonlens.cli.errors import one_line
@@ -28,6 +31,16 @@ def place(tmp_path_factory):
         shutil.copytree(root / "data", root / name)
         path = root / name / "test" / "all__inputs.npy"
         np.save(path, change(np.load(path)))
+    (root / "nonempty").mkdir()
+    (root / "nonempty" / "notes.txt").write_text("keep")
+    nan = root / "nan"
+    shutil.copytree(root / "run", nan)
+    weights = load_file(nan / "model.safetensors")
+    save_file({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in weights.items()},
+              nan / "model.safetensors")  # fmt: skip
+    (root / "study.yaml").write_text(
+        yaml.safe_dump({"name": "s", "base": "recipe.yaml", "variants": {"../../escape": ["lr=1e-3"]}})
+    )
     return root
 
 
@@ -75,6 +88,26 @@ CASES = [
         ],
         "a_file",
     ),
+    (["evaluate", "missing_run"], "checkpoint not found: missing_run"),
+    (
+        [
+            "patch",
+            "--checkpoint",
+            "run",
+            "--source_puzzle_idx",
+            "0",
+            "--target_puzzle_idx",
+            "1",
+            "--patch_positions",
+            "16",
+        ],
+        "cell 16 is beyond the puzzle's 16 cells (0..15)",
+    ),
+    (["hrm", "convert", "run", "nonempty", "--to", "ours"], "nonempty is not an empty folder"),
+    (["evaluate", "nan"], "the model's outputs are not finite"),
+    (["study", "study.yaml", "--out", "studies"], "variant name '../../escape' cannot be a file name"),
+    (["agents", "train", "CartPole-v1", "--out", "agent"], "not a MiniGrid environment 'CartPole-v1'"),
+    (["agents", "train", "MiniGrid-Empty-5x5-v0", "--out", "agent", "--device", "cuda"], "CUDA is not available"),
 ]
 
 
@@ -95,3 +128,57 @@ def test_a_bug_is_not_dressed_as_input_error():
     assert one_line(RuntimeError("a bug")) is None
     assert one_line(OSError(5, "Input/output error")) is None  # a failing disk is not the user's typo
     assert one_line(FileNotFoundError(2, "No such file or directory", "x.yaml")) == "x.yaml: No such file or directory"
+
+
+def test_settings_that_used_to_be_reinterpreted_are_refused():
+    pytest.importorskip("transformers")
+    from reasonlens.lm.config.training_config import SFTConfig
+    from reasonlens.utils.config import ConfigError
+
+    with pytest.raises(ConfigError, match="max_steps must be >= 1, or -1 to train by epochs; got 0"):
+        SFTConfig.from_dict({"max_steps": 0})
+    assert SFTConfig.from_dict({"max_steps": -1}).max_steps == -1
+
+
+@pytest.fixture(scope="module")
+def agent_dir(tmp_path_factory):
+    pytest.importorskip("stable_baselines3")
+    from agents_helpers import make_agent_dir
+
+    return make_agent_dir(tmp_path_factory.mktemp("agent") / "agent").path
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["agents", "inputs", "{agent}", "--n", "-1"], "--n must be >= 1"),
+        (["agents", "inputs", "{agent}", "--n", "4", "--prefix", "../../out_"], "--prefix '../../out_clean_inputs"),
+    ],
+)
+def test_careless_agent_input_is_one_line(agent_dir, args, expected):
+    before = sorted(agent_dir.rglob("*"))
+    result = runner.invoke(app, [a.format(agent=agent_dir) for a in args])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert expected in result.output
+    assert sorted(agent_dir.rglob("*")) == before
+
+
+def test_unreadable_activation_archives_are_one_line(agent_dir, tmp_path):
+    from reasonlens.agents.agent import Agent
+    from reasonlens.agents.errors import AgentError
+    from reasonlens.agents.extraction import load_activations
+
+    agent = Agent.load(agent_dir)
+    good = tmp_path / "good.npz"
+    np.savez(good, **{"a_q_net.0": np.zeros((1, 128), np.float32)})
+    assert load_activations(good, agent)["a"]["q_net.0"].shape == (128,)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, **{"a_q_net.0": np.array([{"not": "numbers"}], dtype=object)})
+    for path in (truncated, objects):
+        with pytest.raises(AgentError, match=r"is not a readable \.npz of activations"):
+            load_activations(path, agent)
+    with pytest.raises(AgentError, match="names no layer of this agent"):  # our own message is kept
+        np.savez(tmp_path / "other.npz", **{"a_fc9": np.zeros((1, 4), np.float32)})
+        load_activations(tmp_path / "other.npz", agent)

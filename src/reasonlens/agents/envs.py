@@ -40,9 +40,12 @@ class NavigationActions(gym.ActionWrapper):
 
 
 def check_env_id(env_id: str) -> None:
-    if env_id not in gym.registry:
+    """Only MiniGrid grid worlds: the agents read their 7×7×3 egocentric view (other gymnasium ids exist
+    but have other observations)."""
+    if env_id not in gym.registry or not env_id.startswith("MiniGrid-"):
         known = sorted(k for k in gym.registry if k.startswith("MiniGrid-"))
-        raise AgentError(f"unknown environment {env_id!r}; MiniGrid ids include: {', '.join(known[:40])} ...")
+        what = "unknown environment" if env_id not in gym.registry else "not a MiniGrid environment"
+        raise AgentError(f"{what} {env_id!r}; MiniGrid ids include: {', '.join(known[:40])} ...")
 
 
 def make_env(env_id: str, actions: str = "navigation", render_mode: str | None = None) -> gym.Env:

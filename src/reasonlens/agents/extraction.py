@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -94,21 +96,23 @@ def load_activations(path: str | os.PathLike, agent: Agent) -> dict[str, dict[st
     widths = agent.layers()
     out: dict[str, dict[str, torch.Tensor]] = {}
     if path.suffix == ".npz":
-        try:
-            archive = np.load(path)
-        except (OSError, ValueError) as err:
-            raise AgentError(f"{path} is not a readable .npz file: {err}") from None
-        with archive:
-            for key in archive.files:
-                layer = next((name for name in widths if key.endswith(f"_{name}")), None)
-                if layer is None:
-                    raise AgentError(
-                        f"{path}: entry {key!r} names no layer of this agent; keys are <input_id>_<layer> "
-                        f"with layers {', '.join(widths)}"
+        try:  # entries are read lazily: a truncated archive or an object array fails inside the loop
+            with np.load(path) as archive:
+                for key in archive.files:
+                    layer = next((name for name in widths if key.endswith(f"_{name}")), None)
+                    if layer is None:
+                        raise AgentError(
+                            f"{path}: entry {key!r} names no layer of this agent; keys are <input_id>_<layer> "
+                            f"with layers {', '.join(widths)}"
+                        )
+                    values = archive[key]  # (..., width) numbers; allow_pickle=False refuses objects
+                    out.setdefault(key[: -len(layer) - 1], {})[layer] = (
+                        torch.as_tensor(values).float().reshape(-1, values.shape[-1])
                     )
-                out.setdefault(key[: -len(layer) - 1], {})[layer] = (
-                    torch.as_tensor(archive[key]).float().reshape(-1, archive[key].shape[-1])
-                )
+        except AgentError:
+            raise
+        except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as err:
+            raise AgentError(f"{path} is not a readable .npz of activations ({type(err).__name__}: {err})") from None
     elif path.suffix == ".json":
         try:
             data = json.loads(path.read_text())

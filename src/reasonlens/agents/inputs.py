@@ -46,6 +46,7 @@ from reasonlens.agents.envs import (
 )
 from reasonlens.agents.errors import AgentError
 from reasonlens.utils.io import write_json
+from reasonlens.utils.paths import check_file_name
 
 CORRUPTIONS = ("lava_into_path", "goal_moved", "agent_turned")
 STATE_SOURCES = ("visited", "random")
@@ -176,6 +177,8 @@ def make_input_pairs(
     """``n`` clean/corrupted pairs (two dicts in the input-file format, same ids); see the module docstring."""
     if corruption not in CORRUPTIONS:
         raise AgentError(f"unknown corruption {corruption!r}; allowed: {', '.join(CORRUPTIONS)}")
+    if n < 1:
+        raise AgentError(f"--n must be >= 1 (input pairs to make), got {n}")
     if states not in STATE_SOURCES:
         raise AgentError(f"unknown state source {states!r}; allowed: {', '.join(STATE_SOURCES)}")
     max_seeds = max_seeds or max(1_000, 50 * n)
@@ -226,6 +229,8 @@ def write_inputs(data: dict, path: str | os.PathLike) -> Path:
 def write_input_pairs(agent: Agent, clean: dict, corrupted: dict, prefix: str = "") -> tuple[Path, Path]:
     """Write ``<prefix>clean_inputs.json`` and ``<prefix>corrupted_inputs.json`` into the agent's
     ``activation_inputs/``."""
+    for kind in ("clean", "corrupted"):  # the prefix must keep both files inside the agent's folder
+        check_file_name(f"{prefix}{kind}_inputs.json", "--prefix")
     folder = agent.path / INPUTS_DIR
     return (
         write_inputs(clean, folder / f"{prefix}clean_inputs.json"),

@@ -33,8 +33,9 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from reasonlens.agents.agent import AGENT_FILE, CONFIG_FILE, CURVE_FILE, EVAL_FILE, Agent
 from reasonlens.agents.config import AgentConfig
-from reasonlens.agents.envs import make_env
+from reasonlens.agents.envs import check_env_id, make_env
 from reasonlens.agents.model import dqn_kwargs, save_model
+from reasonlens.utils.device import resolve_device
 from reasonlens.utils.io import write_json, write_yaml
 
 
@@ -112,6 +113,8 @@ class SuccessCurve(BaseCallback):
 def train_agent(config: AgentConfig, out_dir: str | os.PathLike, log: Callable[[str], None] = print) -> Agent:
     """Train, evaluate and save an agent directory (see the module docstring); return the loaded agent."""
     out = Path(out_dir)
+    resolve_device(config.device)  # an unavailable device stops here, before anything is trained or written
+    check_env_id(config.env_id)
     if (out / AGENT_FILE).exists():
         raise FileExistsError(f"{out} already holds an agent ({AGENT_FILE}); choose another --out or delete it")
     out.mkdir(parents=True, exist_ok=True)

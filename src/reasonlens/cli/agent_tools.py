@@ -18,6 +18,7 @@ from pathlib import Path
 from reasonlens.agents.errors import AgentError
 from reasonlens.cli.errors import exit_code
 from reasonlens.utils.io import write_json
+from reasonlens.utils.paths import check_file_name
 
 
 def _agent(args):
@@ -97,6 +98,8 @@ def patching_parser() -> argparse.ArgumentParser:
 def _patch(args) -> None:
     from reasonlens.agents.experiment import PatchingExperiment, summarize
 
+    stem = f"{args.output_prefix}_" if args.output_prefix else "patching_"
+    check_file_name(f"{stem}results.json", "--output_prefix")  # the results stay inside the output folder
     experiment = PatchingExperiment(args.agent_path, device=args.device, trust_pickle=args.trust_pickle)
     results = experiment.run_patching_experiment(
         args.target_input, args.source_activations, args.patch_spec, args.input_ids, op=args.op
@@ -109,7 +112,6 @@ def _patch(args) -> None:
         source_activations=args.source_activations,
     )
     out = Path(args.output_dir) if args.output_dir else experiment.output_dir
-    stem = f"{args.output_prefix}_" if args.output_prefix else "patching_"
     results_path, summary_path = out / f"{stem}results.json", out / f"{stem}summary.json"
     write_json(results_path, results)
     write_json(summary_path, summary)

@@ -3,6 +3,7 @@ results (JSON; ARC datasets also a submission file and voting pass@k)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,12 @@ from reasonlens.cli.errors import user_errors
 from reasonlens.hrm.data.format import DatasetError
 from reasonlens.hrm.data.sampler import PuzzleBatches
 from reasonlens.hrm.evaluation.arc_voting import SCORING_RULES, evaluate_arc_predictions, write_submission
-from reasonlens.hrm.evaluation.rollout import DEFAULT_SAVE_OUTPUTS, check_evaluation_args, evaluate_model
+from reasonlens.hrm.evaluation.rollout import (
+    DEFAULT_SAVE_OUTPUTS,
+    EvaluationError,
+    check_evaluation_args,
+    evaluate_model,
+)
 from reasonlens.hrm.training.checkpoint import load_checkpoint
 from reasonlens.hrm.training.run_dataset import dataset_of_run
 from reasonlens.utils.device import resolve_device
@@ -48,6 +54,12 @@ def run_evaluation(
     metrics, outputs = evaluate_model(
         model, batches.test_batches(), device=device, max_steps=max_steps, save_outputs=save
     )
+    broken = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if broken:  # NaN logits score as "halt, wrong" and would print a perfect q-halt accuracy
+        raise EvaluationError(
+            f"{checkpoint}: the model's outputs are not finite ({', '.join(broken)} is NaN or inf): "
+            "its weights hold NaN or inf, or overflow in this dtype; nothing was written"
+        )
     out = Path(out) if out else (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "evaluation.json"
     result = {
         "checkpoint": str(checkpoint),

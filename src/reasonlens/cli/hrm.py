@@ -10,7 +10,7 @@ import typer
 from reasonlens.cli.errors import user_errors
 from reasonlens.hrm.training.checkpoint import build_model, export_official_checkpoint, load_checkpoint, save_checkpoint
 from reasonlens.utils.config import ConfigError
-from reasonlens.utils.io import read_yaml
+from reasonlens.utils.io import FolderError, read_yaml
 
 app = typer.Typer(help="HRM family: model configs and checkpoints.", no_args_is_help=True)
 
@@ -54,6 +54,8 @@ def convert(
     with user_errors():
         if to not in ("official", "ours"):
             raise ConfigError(f"--to must be 'official' or 'ours', got {to!r}")
+        if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):  # never mix two checkpoints' files
+            raise FolderError(f"{dst} is not an empty folder; convert writes a checkpoint into a new or empty one")
         model = load_checkpoint(src, seq_len=seq_len, data_path=data)
         if to == "official":
             export_official_checkpoint(model, dst)

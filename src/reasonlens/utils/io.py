@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -127,9 +128,21 @@ def read_yaml(path: str | os.PathLike) -> Any:
             raise FileFormatError(f"{path} is not valid YAML{where}") from None
 
 
+def finite_or_null(data: Any) -> Any:
+    """``data`` with every NaN / inf float replaced by None, so that it is valid JSON (``null``)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_or_null(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_or_null(value) for value in data]
+    return data
+
+
 def write_json(path: str | os.PathLike, data: Any, indent: int = 2) -> None:
+    """Valid JSON always: non-finite numbers are written as ``null`` (json.dump would write bare NaN)."""
     with atomic_write(path) as handle:
-        json.dump(data, handle, indent=indent)
+        json.dump(finite_or_null(data), handle, indent=indent, allow_nan=False)
         handle.write("\n")
 
 

@@ -133,6 +133,12 @@ def run_single_patch(
         )
     steps = parse_steps(steps_text, adapter.max_steps)
     positions = parse_indices(positions_text, "position", f"--patch_positions {positions_text}")
+    cells = adapter.metadata.seq_len
+    if positions is not None and positions[-1] >= cells:  # said in cells, before the prefix is added
+        raise InterpError(
+            f"--patch_positions {positions_text}: cell {positions[-1]} is beyond the puzzle's {cells} cells "
+            f"(0..{cells - 1})"
+        )
     interventions = level_interventions(level, steps, positions, adapter.prefix_len)
 
     source_scores, source_cache = ActivationPatcher(source_adapter).cache_activations(source_idx)
@@ -296,6 +302,8 @@ def run_patch_sweep(
     started = time.perf_counter()
     results = sweep(adapter, experiments, batched=True, chunk_size=chunk_size)
     seconds = time.perf_counter() - started
+    for stale in (output_dir / "experiments").glob("exp_*_src*_tgt*_steps-*.yaml"):  # a previous sweep's, ours
+        stale.unlink()
     for number, result in enumerate(results):
         level, steps = result.tags["level"], result.tags["steps"].replace(",", "-")
         name = f"exp_{number:04d}_src{result.source}_tgt{result.target}_{level}_steps-{steps}"

@@ -50,6 +50,7 @@ from reasonlens.interp.report import pyplot, save_figure
 from reasonlens.utils.config import StrictConfig
 from reasonlens.utils.io import atomic_write, read_yaml, write_json
 from reasonlens.utils.memory import count_saved_bytes
+from reasonlens.utils.paths import check_file_name
 
 
 class StudyConfig(StrictConfig):
@@ -61,6 +62,13 @@ class StudyConfig(StrictConfig):
     noise_stds: list[float] = Field(
         default_factory=list, description="also measure exact accuracy with state noise of these stds"
     )
+
+    @field_validator("variants")
+    @classmethod
+    def _names_are_folder_names(cls, variants: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name in variants:  # each variant trains into OUT/<name>
+            check_file_name(name, "variant name")
+        return variants
 
     @field_validator("noise_stds")
     @classmethod

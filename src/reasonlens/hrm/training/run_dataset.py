@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from reasonlens.hrm.data.format import DatasetError
-from reasonlens.hrm.training.checkpoint import CONFIG_FILE, OFFICIAL_CONFIG_FILE
+from reasonlens.hrm.training.checkpoint import CONFIG_FILE, OFFICIAL_CONFIG_FILE, CheckpointError
 from reasonlens.utils.io import read_yaml
 
 LOCATION_KEY = "data_location"
@@ -80,6 +80,10 @@ def is_dataset(path: Path) -> bool:
 def dataset_of_run(checkpoint: str | os.PathLike, data: str | os.PathLike | None = None) -> Path:
     """The dataset folder to use with a run: ``data`` when given, else the first recorded place that holds
     one (module docstring). Raises :class:`DatasetError` naming every place tried and ``--data``."""
+    if not Path(checkpoint).exists():
+        raise CheckpointError(
+            f"checkpoint not found: {checkpoint} (a run directory, its model.safetensors, or an official checkpoint)"
+        )
     if data is not None:
         if not is_dataset(Path(data)):
             raise DatasetError(f"--data {data}: no train/dataset.json or test/dataset.json there")

@@ -53,7 +53,7 @@ class SFTConfig(StrictConfig):
     output_dir: str = "runs/lm/sft"
     model: ModelConfig = Field(default_factory=ModelConfig)
     epochs: float = Field(3.0, gt=0)
-    max_steps: int = Field(-1, description="overrides epochs when > 0")
+    max_steps: int = Field(-1, description="optimizer steps; overrides epochs when >= 1 (-1: train by epochs)")
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
@@ -65,6 +65,13 @@ class SFTConfig(StrictConfig):
     eval_examples: int = Field(300, ge=1, description="examples per split in the final evaluation JSON")
     seed: int = 0
     device: str = "auto"
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps_or_epochs(cls, value: int) -> int:
+        if value == 0 or value < -1:  # 0 used to mean "by epochs" silently
+            raise ValueError(f"max_steps must be >= 1, or -1 to train by epochs; got {value}")
+        return value
 
 
 class RLConfig(StrictConfig):
