@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -100,14 +101,17 @@ def test_train_writes_a_complete_agent_directory(tmp_path):
         train_agent(config, tmp_path / "a", log=logs.append)
 
 
-def test_empty_room_agent_learns(tmp_path):
-    """The Empty-5x5 recipe solves the room (measured: 100% within 15k steps)."""
+def test_empty_room_agent_learns(tmp_path, monkeypatch):
+    """The Empty-5x5 recipe solves the room (measured: 100% within 15k steps), leaving nothing in /tmp."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "system_tmp"))
+    (tmp_path / "system_tmp").mkdir()
     agent = train_agent(
         config_for("MiniGrid-Empty-5x5-v0", steps=10_000, eval_every=5_000, eval_episodes=10),
         tmp_path / "e",
         log=lambda _: None,
     )
     assert json.loads((agent.path / "evaluation.json").read_text())["success_rate"] >= 0.9
+    assert list((tmp_path / "system_tmp").glob("SB3-*")) == []  # no SB3-<date> logger folder
 
 
 def test_q_net_names_match_the_seed_and_both_spellings_work(lava_agent):

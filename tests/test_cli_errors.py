@@ -31,6 +31,8 @@ def place(tmp_path_factory):
         shutil.copytree(root / "data", root / name)
         path = root / name / "test" / "all__inputs.npy"
         np.save(path, change(np.load(path)))
+    shutil.copytree(root / "run", root / "badconfig")
+    (root / "badconfig" / "config.yaml").write_text("train: {data_path: [\n")
     (root / "nonempty").mkdir()
     (root / "nonempty" / "notes.txt").write_text("keep")
     nan = root / "nan"
@@ -89,6 +91,12 @@ CASES = [
         "a_file",
     ),
     (["evaluate", "missing_run"], "checkpoint not found: missing_run"),
+    (["train", "run", "device=cuda"], "CUDA is not available"),
+    (
+        ["patch", "--checkpoint", "run", "--source_puzzle_idx", "0", "--target_puzzle_idx", "1", "--device", "cuda"],
+        "CUDA is not available",
+    ),
+    (["evaluate", "badconfig"], "badconfig/config.yaml is not valid YAML"),
     (
         [
             "patch",
@@ -152,7 +160,10 @@ def agent_dir(tmp_path_factory):
     ("args", "expected"),
     [
         (["agents", "inputs", "{agent}", "--n", "-1"], "--n must be >= 1"),
-        (["agents", "inputs", "{agent}", "--n", "4", "--prefix", "../../out_"], "--prefix '../../out_clean_inputs"),
+        (
+            ["agents", "inputs", "{agent}", "--n", "4", "--prefix", "../../out_", "--corruption", "agent_turned"],
+            "--prefix '../../out_clean_inputs",
+        ),
     ],
 )
 def test_careless_agent_input_is_one_line(agent_dir, args, expected):
@@ -182,3 +193,12 @@ def test_unreadable_activation_archives_are_one_line(agent_dir, tmp_path):
     with pytest.raises(AgentError, match="names no layer of this agent"):  # our own message is kept
         np.savez(tmp_path / "other.npz", **{"a_fc9": np.zeros((1, 4), np.float32)})
         load_activations(tmp_path / "other.npz", agent)
+
+
+def test_lava_into_path_never_adds_lava_to_a_map_without_any(agent_dir):
+    from reasonlens.agents.agent import Agent
+    from reasonlens.agents.errors import AgentError
+    from reasonlens.agents.inputs import make_input_pairs
+
+    with pytest.raises(AgentError, match="found only 0 of 4 lava_into_path pairs"):  # Empty-5x5 has no lava
+        make_input_pairs(Agent.load(agent_dir), "lava_into_path", 4, states="random", max_seeds=20)

@@ -14,7 +14,7 @@ agent actually meets; ``"random"`` takes a random free cell and direction per se
 
 - ``lava_into_path``: the free cell straight ahead of the agent becomes lava; the lava tile is *moved*
   there from elsewhere (the one farthest from the agent, out of view when possible), so the grid keeps
-  its number of lava cells. Not applicable when the cell ahead is not free floor.
+  its number of lava cells. Not applicable when the cell ahead is not free floor, or the map has no lava.
 - ``goal_moved``: the goal moves to another free cell (chosen at random) such that the view changes.
 - ``agent_turned``: the agent faces 90° to the right (its view rotates; the grid is unchanged).
 
@@ -103,16 +103,13 @@ def corrupt(grid_env, state: State, kind: str, rng: np.random.Generator) -> tupl
         if grid_env.grid.get(ax, ay) is not None:
             return None
         lava = cells_of(grid_env, "lava")
-        edits = list(state.edits)
-        moved_from = None
-        if lava:
-            out_of_view = [c for c in lava if not grid_env.in_view(*c)]
-            pool = out_of_view or lava
-            moved_from = max(pool, key=lambda c: abs(c[0] - state.x) + abs(c[1] - state.y))
-            edits.append((moved_from[0], moved_from[1], "empty"))
-        edits.append((ax, ay, "lava"))
-        changed = State(state.env_id, state.seed, state.x, state.y, state.direction, tuple(edits))
-        return changed, {"lava_to": [ax, ay], "lava_from": None if moved_from is None else list(moved_from)}
+        if not lava:  # nothing to move: adding lava would change the number of lava cells
+            return None
+        out_of_view = [c for c in lava if not grid_env.in_view(*c)]
+        moved_from = max(out_of_view or lava, key=lambda c: abs(c[0] - state.x) + abs(c[1] - state.y))
+        edits = (*state.edits, (moved_from[0], moved_from[1], "empty"), (ax, ay, "lava"))
+        changed = State(state.env_id, state.seed, state.x, state.y, state.direction, edits)
+        return changed, {"lava_to": [ax, ay], "lava_from": list(moved_from)}
     if kind == "goal_moved":
         goals = cells_of(grid_env, "goal")
         if not goals:
@@ -226,13 +223,14 @@ def write_inputs(data: dict, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def input_file_names(prefix: str = "") -> tuple[str, str]:
+    """``<prefix>clean_inputs.json`` and ``<prefix>corrupted_inputs.json``, checked to stay file names (a
+    prefix with ``/`` or ``..`` would write outside the agent's folder)."""
+    return tuple(check_file_name(f"{prefix}{kind}_inputs.json", "--prefix") for kind in ("clean", "corrupted"))
+
+
 def write_input_pairs(agent: Agent, clean: dict, corrupted: dict, prefix: str = "") -> tuple[Path, Path]:
-    """Write ``<prefix>clean_inputs.json`` and ``<prefix>corrupted_inputs.json`` into the agent's
-    ``activation_inputs/``."""
-    for kind in ("clean", "corrupted"):  # the prefix must keep both files inside the agent's folder
-        check_file_name(f"{prefix}{kind}_inputs.json", "--prefix")
+    """Write :func:`input_file_names` into the agent's ``activation_inputs/``."""
+    clean_name, corrupted_name = input_file_names(prefix)
     folder = agent.path / INPUTS_DIR
-    return (
-        write_inputs(clean, folder / f"{prefix}clean_inputs.json"),
-        write_inputs(corrupted, folder / f"{prefix}corrupted_inputs.json"),
-    )
+    return write_inputs(clean, folder / clean_name), write_inputs(corrupted, folder / corrupted_name)

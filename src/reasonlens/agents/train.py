@@ -30,6 +30,7 @@ import torch
 from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger
 
 from reasonlens.agents.agent import AGENT_FILE, CONFIG_FILE, CURVE_FILE, EVAL_FILE, Agent
 from reasonlens.agents.config import AgentConfig
@@ -124,6 +125,7 @@ def train_agent(config: AgentConfig, out_dir: str | os.PathLike, log: Callable[[
     curve: list[dict] = []
     started = time.perf_counter()
     callback = SuccessCurve(config, curve, started, out, log)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's default makes a SB3-<date> folder in /tmp
     model.learn(total_timesteps=config.steps, callback=callback)
     train_seconds = time.perf_counter() - started
     last = greedy_success(model.policy.q_net, config)

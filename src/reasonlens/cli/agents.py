@@ -94,8 +94,9 @@ def inputs(
     """Write clean/corrupted input pairs (same ids) into AGENT_DIR/activation_inputs/."""
     with needs_extra("agents"), user_errors():
         from reasonlens.agents.agent import Agent
-        from reasonlens.agents.inputs import make_input_pairs, write_input_pairs
+        from reasonlens.agents.inputs import input_file_names, make_input_pairs, write_input_pairs
 
+        input_file_names(prefix)  # a bad prefix stops before any episode is played
         agent = Agent.load(agent_dir, trust_pickle=trust_pickle)
         clean, corrupted = make_input_pairs(agent, corruption, n, seed, states, per_episode, not keep_same_action)
         clean_path, corrupted_path = write_input_pairs(agent, clean, corrupted, prefix)
