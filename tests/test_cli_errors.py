@@ -46,6 +46,16 @@ def place(tmp_path_factory):
     return root
 
 
+def assert_one_line(result, expected):
+    """Exit code 2, one ``error:`` line holding ``expected``, no traceback (only SystemExit was raised)."""
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert expected in lines[0]
+    assert "Traceback" not in result.output and not isinstance(result.exception, Exception)
+
+
+PATCH = ["patch", "--checkpoint", "run", "--source_puzzle_idx", "0", "--target_puzzle_idx", "1"]
 CASES = [
     (["evaluate", "run", "--device", "cuda"], "CUDA is not available"),
     (["evaluate", "run", "--device", "tpu"], "unknown device 'tpu'; allowed: auto, cpu, cuda"),
@@ -55,11 +65,11 @@ CASES = [
     (["hrm", "params", "bad.yaml"], "bad.yaml is not valid YAML"),
     (["evaluate", "run", "--max-steps", "0"], "must be a whole number >= 1"),
     (
-        ["patch", "--checkpoint", "run", "--source_puzzle_idx", "0", "--target_puzzle_idx", "1", "--max_steps", "-2"],
+        [*PATCH, "--max_steps", "-2"],
         "--max_steps must be >= 1",
     ),
     (
-        ["patch", "--checkpoint", "run", "--source_puzzle_idx", "0", "--target_puzzle_idx", "1", "--max_steps", "0"],
+        [*PATCH, "--max_steps", "0"],
         "--max_steps must be >= 1",
     ),
     (["analyze", "scaling", "run", "--factor", "-1"], "--factor must be >= 1"),
@@ -77,38 +87,18 @@ CASES = [
     (["evaluate", "run", "--data", "floats"], "inputs (float32) must hold integers"),
     (["evaluate", "run", "--data", "negative"], "token ids must be >= 0"),
     (
-        [
-            "patch",
-            "--checkpoint",
-            "run",
-            "--source_puzzle_idx",
-            "0",
-            "--target_puzzle_idx",
-            "1",
-            "--output_dir",
-            "a_file/out",
-        ],
+        [*PATCH, "--output_dir", "a_file/out"],
         "a_file",
     ),
     (["evaluate", "missing_run"], "checkpoint not found: missing_run"),
     (["train", "run", "device=cuda"], "CUDA is not available"),
     (
-        ["patch", "--checkpoint", "run", "--source_puzzle_idx", "0", "--target_puzzle_idx", "1", "--device", "cuda"],
+        [*PATCH, "--device", "cuda"],
         "CUDA is not available",
     ),
     (["evaluate", "badconfig"], "badconfig/config.yaml is not valid YAML"),
     (
-        [
-            "patch",
-            "--checkpoint",
-            "run",
-            "--source_puzzle_idx",
-            "0",
-            "--target_puzzle_idx",
-            "1",
-            "--patch_positions",
-            "16",
-        ],
+        [*PATCH, "--patch_positions", "16"],
         "cell 16 is beyond the puzzle's 16 cells (0..15)",
     ),
     (["hrm", "convert", "run", "nonempty", "--to", "ours"], "nonempty is not an empty folder"),
@@ -123,12 +113,7 @@ CASES = [
 def test_careless_input_is_one_line(place, monkeypatch, args, expected):
     monkeypatch.chdir(place)
     before = sorted(p.relative_to(place) for p in place.rglob("*"))
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert expected in lines[0]
-    assert "Traceback" not in result.output and not isinstance(result.exception, Exception)  # only SystemExit
+    assert_one_line(runner.invoke(app, args), expected)
     assert sorted(p.relative_to(place) for p in place.rglob("*")) == before  # nothing written
 
 
@@ -168,9 +153,7 @@ def agent_dir(tmp_path_factory):
 )
 def test_careless_agent_input_is_one_line(agent_dir, args, expected):
     before = sorted(agent_dir.rglob("*"))
-    result = runner.invoke(app, [a.format(agent=agent_dir) for a in args])
-    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
-    assert expected in result.output
+    assert_one_line(runner.invoke(app, [a.format(agent=agent_dir) for a in args]), expected)
     assert sorted(agent_dir.rglob("*")) == before
 
 

@@ -41,6 +41,15 @@ def fail_when(monkeypatch, method, condition):
     monkeypatch.setattr(training.Trainer, method, patched)
 
 
+def killed_at_step(step, dataset, run, monkeypatch):
+    """A run of ``config(dataset, run)`` killed when it is about to train step ``step``."""
+    with monkeypatch.context() as patch:
+        fail_when(patch, "train_batch", lambda trainer: trainer.step == step)
+        with pytest.raises(KilledError):
+            train(config(dataset, run))
+    return run
+
+
 def assert_clean_log(run_dir):
     """Every line parses; train records and eval records each have unique, strictly increasing steps."""
     records = read_metrics(run_dir)
@@ -130,11 +139,7 @@ def test_an_evaluation_logged_after_the_last_checkpoint_is_not_logged_twice(sort
 
 
 def test_a_corrupt_line_inside_the_log_stops_the_resume_with_one_line(sorting_dataset, tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        fail_when(patch, "train_batch", lambda trainer: trainer.step == 18)
-        with pytest.raises(KilledError):
-            train(config(sorting_dataset, run))
+    run = killed_at_step(18, sorting_dataset, tmp_path / "run", monkeypatch)
     lines = (run / "metrics.jsonl").read_text().splitlines()
     lines[2] = "garbage"
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
@@ -143,11 +148,7 @@ def test_a_corrupt_line_inside_the_log_stops_the_resume_with_one_line(sorting_da
 
 
 def test_a_truncated_optimizer_state_stops_the_resume_with_one_line(sorting_dataset, tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        fail_when(patch, "train_batch", lambda trainer: trainer.step == 18)
-        with pytest.raises(KilledError):
-            train(config(sorting_dataset, run))
+    run = killed_at_step(18, sorting_dataset, tmp_path / "run", monkeypatch)
     state = run / "optimizer.pt"
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # a kill mid-write of a foreign copy
     message = one_line_error(runner.invoke(app, ["train", str(run)]))
