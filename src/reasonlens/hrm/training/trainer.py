@@ -114,7 +114,7 @@ class TrainConfig(StrictConfig):
     max_train_steps: int | None = Field(
         None,
         ge=1,
-        validation_alias=AliasChoices("max_train_steps", "max_steps"),  # max_steps: the name before 0.2
+        validation_alias=AliasChoices("max_train_steps", "max_steps"),  # max_steps: its old name, still read
         description="stop after this many optimizer steps (the LR schedule is unchanged)",
     )
 
