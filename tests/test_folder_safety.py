@@ -74,3 +74,16 @@ def test_lm_datasets_never_replace_a_foreign_folder(tmp_path):
     save_datasets(table, tmp_path / "fresh")
     save_datasets(table, tmp_path / "fresh")  # its own folder: replaced
     assert (tmp_path / "fresh" / OWNER_FILE).is_file()
+
+
+def test_a_dataset_built_before_folders_were_marked_is_still_ours(tmp_path):
+    out = tmp_path / "old"
+    assert runner.invoke(app, ["data", "sudoku", str(out), *SUDOKU]).exit_code == 0
+    (out / OWNER_FILE).unlink()  # as an earlier version left it
+    result = runner.invoke(app, ["data", "sudoku", str(out), *SUDOKU, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    (out / OWNER_FILE).unlink()
+    (out / "train" / "my_notes.txt").write_text("mine")  # anything else makes it foreign again
+    result = runner.invoke(app, ["data", "sudoku", str(out), *SUDOKU, "--overwrite"])
+    assert result.exit_code == 2 and "refusing to replace" in result.output
+    assert (out / "train" / "my_notes.txt").read_text() == "mine"

@@ -28,11 +28,12 @@ from rich.table import Table
 from reasonlens.cli.errors import user_errors
 from reasonlens.hrm.analysis.adapter import HRMAdapter
 from reasonlens.hrm.analysis.patching import run_patch_sweep
+from reasonlens.hrm.data.format import check_dataset_folder
 from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
 from reasonlens.hrm.training.trainer import TrainConfig, check_run_dir, load_train_config, train
 from reasonlens.utils.config import StrictConfig
 from reasonlens.utils.device import resolve_device
-from reasonlens.utils.io import check_replaceable, write_json
+from reasonlens.utils.io import write_json
 from reasonlens.utils.paths import config_root
 
 DEMO_RUN_DIR = "runs/demo"
@@ -83,7 +84,7 @@ def run_demo(config: DemoConfig, log=print) -> dict:
             overwrite=True,
         )
     )
-    check_replaceable(data_dir)  # the dataset folder must be new, empty or ours, and the run folder a run
+    check_dataset_folder(data_dir)  # the dataset folder must be new, empty or ours, and the run folder a run
     check_run_dir(out, resume=False, overwrite=True)
     started = time.perf_counter()
     log(

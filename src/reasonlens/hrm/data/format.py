@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from reasonlens.utils.errors import UserInputError
-from reasonlens.utils.io import atomic_directory
+from reasonlens.utils.io import atomic_directory, check_replaceable, is_owned, mark_owned
 
 SET_NAME = "all"
 IGNORE_LABEL_ID = -100  # label of a cell that is not scored (the official value)
@@ -173,6 +173,33 @@ def make_metadata(
     )
 
 
+DATASET_FILES = ("identifiers.json", "build.json", "test_puzzles.json")  # beside the split folders
+
+
+def is_unmarked_dataset(folder: Path) -> bool:
+    """A dataset folder written before reasonlens marked its folders: only split folders (``dataset.json``
+    and ``.npy`` arrays) and the builders' own files, so replacing it loses nothing of anyone else's."""
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            if not (entry / "dataset.json").is_file():
+                return False
+            if any(f.name != "dataset.json" and f.suffix != ".npy" for f in entry.iterdir()):
+                return False
+        elif entry.name not in DATASET_FILES:
+            return False
+    return True
+
+
+def check_dataset_folder(out_dir: Path) -> bool:
+    """Raise :class:`~reasonlens.utils.io.FolderError` unless a dataset may be written to ``out_dir`` (new,
+    empty, ours, or an unmarked dataset of ours); True for the last case, which the writer then marks."""
+    out_dir = Path(out_dir)
+    if out_dir.is_dir() and not is_owned(out_dir) and any(out_dir.iterdir()) and is_unmarked_dataset(out_dir):
+        return True
+    check_replaceable(out_dir)
+    return False
+
+
 def write_dataset(
     out_dir: str | os.PathLike,
     splits: dict[str, tuple[DatasetMetadata, SplitArrays]],
@@ -186,6 +213,8 @@ def write_dataset(
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise DatasetError(f"{out_dir} already exists; choose another output folder or pass overwrite")
+    if overwrite and check_dataset_folder(out_dir):
+        mark_owned(out_dir, "puzzle dataset")  # built before folders were marked: nothing foreign in it
     with atomic_directory(out_dir, "puzzle dataset") as tmp:  # replaces only a folder we made
         for split, (metadata, arrays) in splits.items():
             validate_split(metadata, arrays, where=f"{out_dir}/{split}")
