@@ -8,6 +8,10 @@ Cases:
   official code on one H200: 78.7 ms/step compiled (9,760 samples/s, 10.6 GiB peak), 214.6 ms eager.
 - ``sudoku`` on CPU: the same model at batch 8 in float32 (what a laptop can do; 3 timed steps).
 - ``tiny``: the ``reasonlens demo`` model (4×4 Sudoku, 263k parameters), batch 64, float32 — any device.
+- ``cpu``: the CPU matrix that chose the trainer's CPU defaults — threads (1, all) × float32 / bfloat16 ×
+  eager / compiled, for the demo model and the 9×9 recipe (``configs/train/cpu_sudoku_9x9.yaml``), on an
+  idle machine and (``--load``) beside one busy process on another core. Reports the median step, the
+  first (compiling) step and each row's speed-up over today's default (all threads, float32, eager).
 - ``cycles``: memory at H_cycles = L_cycles = 2, 4, 8 with the 1-step gradient, a 2-step gradient and
   full backpropagation through the segment (``gradient_steps``). On CUDA: peak allocated memory;
   everywhere: bytes autograd saves for backward. The 1-step gradient's must be flat (O(1) in depth);
@@ -15,6 +19,7 @@ Cases:
 
     python benchmarks/hrm_step.py                       # every case the device supports
     python benchmarks/hrm_step.py --cases tiny cycles --steps 20 --out benchmarks/out/hrm_step.json
+    python benchmarks/hrm_step.py --cases cpu --load idle busy --out benchmarks/out/hrm_step_cpu.json
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from reasonlens.cli.demo import DemoConfig, demo_train_config
 from reasonlens.hrm import ACTLossHead, AdamATan2, CastedSparseEmbeddingSignSGD_Distributed, HRMACTv1
@@ -56,6 +64,16 @@ TINY = {
     "num_puzzle_identifiers": 1,
     "forward_dtype": "float32",
 }
+
+# the 9×9 recipe's model, taken from its config file
+RECIPE_9X9 = {
+    **yaml.safe_load(Path("configs/train/cpu_sudoku_9x9.yaml").read_text())["model"],
+    "seq_len": 81,
+    "vocab_size": 11,
+    "num_puzzle_identifiers": 1,
+    "forward_dtype": "float32",
+}
+BUSY_LOOP = "while True: pass"  # one competing process: a pure-Python loop keeps one core busy
 
 
 def make_batch(config, batch_size, device, generator):
@@ -99,13 +117,60 @@ def bench_train_step(config, batch_size, device, steps, warmup, compile_model):
             optimizer.step()
             optimizer.zero_grad()
         sync(device)
+        if i == 0:
+            first = time.perf_counter() - start  # includes compilation
         if i >= warmup:
             times.append(time.perf_counter() - start)
     ms = statistics.median(times) * 1e3
-    result = {"ms_per_step": round(ms, 2), "samples_per_s": round(batch_size / ms * 1e3, 1), "steps": steps}
+    result = {
+        "ms_per_step": round(ms, 2),
+        "first_step_s": round(first, 2),
+        "samples_per_s": round(batch_size / ms * 1e3, 1),
+        "steps": steps,
+    }
     if device.type == "cuda":
         result["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
     return result
+
+
+def cpu_matrix(models, loads, steps, warmup, compile_too=True, dtypes=("float32", "bfloat16")):
+    """Rows of (label, result): every model × load × threads × dtype × eager/compiled, with the speed-up over
+    the default of the same model and load (all threads, float32, eager)."""
+    all_threads = torch.get_num_threads()
+    rows = []
+    for load in loads:
+        busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if load == "busy" else None
+        try:
+            for name, config, batch_size in models:
+                baseline = None
+                for threads in sorted({1, all_threads}, reverse=True):
+                    for dtype in dtypes:
+                        for compiled in (False, True) if compile_too else (False,):
+                            torch.set_num_threads(threads)
+                            label = f"{name} {load} threads={threads} {dtype} {'compiled' if compiled else 'eager'}"
+                            try:
+                                result = bench_train_step(
+                                    {**config, "forward_dtype": dtype},
+                                    batch_size,
+                                    torch.device("cpu"),
+                                    steps,
+                                    warmup,
+                                    compiled,
+                                )
+                            except Exception as err:  # no compiler here is a result, not a crash
+                                result = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+                            if baseline is None and "ms_per_step" in result:
+                                baseline = result["ms_per_step"]
+                            if "ms_per_step" in result:
+                                result["speedup_vs_default"] = round(baseline / result["ms_per_step"], 2)
+                            print(f"{label}: {result}", flush=True)
+                            rows.append((label, result))
+        finally:
+            torch.set_num_threads(all_threads)
+            if busy is not None:
+                busy.kill()
+                busy.wait()
+    return rows
 
 
 def saved_activation_bytes(config, batch_size, device):
@@ -129,8 +194,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
-        "--cases", nargs="+", default=["sudoku", "tiny", "cycles"], choices=["sudoku", "tiny", "cycles"]
+        "--cases", nargs="+", default=["sudoku", "tiny", "cycles"], choices=["sudoku", "tiny", "cycles", "cpu"]
     )
+    parser.add_argument("--load", nargs="+", default=["idle", "busy"], choices=["idle", "busy"], help="cpu case")
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
+    parser.add_argument("--models", nargs="+", default=["demo", "9x9"], choices=["demo", "9x9"], help="cpu case")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled runs")
@@ -166,6 +234,13 @@ def main():
             run("sudoku 27.3M fp32", {**SUDOKU, "forward_dtype": "float32"}, 8, steps=3, warmup=1)
     if "tiny" in args.cases:
         run("demo model 263k fp32", TINY, 64)
+    if "cpu" in args.cases:
+        models = {"demo": ("demo model", TINY, 64), "9x9": ("9x9 recipe", RECIPE_9X9, 64)}
+        for label, result in cpu_matrix(
+            [models[m] for m in args.models], args.load, args.steps, args.warmup, not args.no_compile, args.dtypes
+        ):
+            results["cases"][label] = result
+            rows.append((label, result))
     if "cycles" in args.cases:
         base, batch_size = (SUDOKU, 768) if device.type == "cuda" else (TINY, 64)
         for cycles in (2, 4, 8):

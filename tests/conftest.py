@@ -1,8 +1,6 @@
 """Shared test helpers: small puzzle datasets in the official format, a tiny trained HRM run, the one small
 model config, picture checks and the CPU's bf16 support."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -128,10 +126,8 @@ def tiny_hrm_config(**overrides):
 
 
 def native_bf16_cpu() -> bool:
-    """Whether this machine computes bf16 matmuls natively (AVX512-BF16 / AMX, or a GPU). Without it (an
-    AVX2-only CPU) bf16 sums round differently and large bf16 models run many times slower."""
-    import torch
+    """Whether bf16 matmuls are native here. Without it (an AVX2-only CPU) bf16 sums round differently and
+    large bf16 models run many times slower."""
+    from reasonlens.utils.cpu import native_bf16
 
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
-    return "avx512_bf16" in flags or "amx_bf16" in flags or torch.cuda.is_available()
+    return native_bf16()

@@ -70,6 +70,7 @@ from reasonlens.hrm.training.losses import ACTLossHead, LossType
 from reasonlens.hrm.training.optimizers import AdamATan2
 from reasonlens.hrm.training.run_dataset import LOCATION_KEY, location_record
 from reasonlens.utils.config import ConfigError, StrictConfig
+from reasonlens.utils.cpu import set_threads, should_compile
 from reasonlens.utils.device import resolve_device
 from reasonlens.utils.errors import UserInputError
 from reasonlens.utils.io import (
@@ -134,7 +135,12 @@ class TrainConfig(StrictConfig):
 
     seed: int = 0
     device: str = "auto"
-    compile: bool = False
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="torch.compile the loss head; auto: for long runs where a compiler works (utils.cpu)"
+    )
+    threads: int | Literal["auto"] = Field(
+        "auto", description="CPU threads for torch; auto: the cores not busy with other processes (utils.cpu)"
+    )
 
     init_from: str | None = Field(None, description="start from the weights of this checkpoint (transfer)")
     init_include: list[str] = Field(default_factory=list, description="with init_from: only these modules")
@@ -233,6 +239,33 @@ def gather_to_rank0(obj, rank: int, world_size: int) -> list | None:
     return out
 
 
+class CompiledOrEager:
+    """The loss head compiled; if compiling fails at the first call (no working compiler, an unsupported
+    op), one line in the log and the eager head from then on."""
+
+    def __init__(self, head: ACTLossHead, log):
+        self.head, self.log = head, log
+        self.compiled = torch.compile(head, dynamic=False)
+        self.has_run = False
+
+    def __call__(self, *args, **kwargs):
+        if self.compiled is None:
+            return self.head(*args, **kwargs)
+        try:
+            out = self.compiled(*args, **kwargs)
+        except Exception as err:
+            if self.has_run:
+                raise
+            self.log(f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:160]}); training eagerly")
+            self.compiled = None
+            return self.head(*args, **kwargs)
+        self.has_run = True
+        return out
+
+    def __getattr__(self, name: str):
+        return getattr(self.head, name)  # initial_carry, model, ... of the head
+
+
 # --------------------------------------------------------------------------------------------
 # The trainer
 
@@ -246,6 +279,8 @@ class Trainer:
         self.run_dir = Path(config.run_dir or default_run_dir(config))
         self._check_run_dir()  # refuse before anything is created or deleted
 
+        if self.device.type == "cpu":
+            set_threads(config.threads)  # before any work, so that the count sees only other processes
         torch.manual_seed(config.seed + self.rank)
         epochs_per_iter = config.eval_interval or config.epochs
         self.total_iterations = config.epochs // epochs_per_iter
@@ -282,7 +317,9 @@ class Trainer:
                 for tensor in [*self.model.parameters(), *self.model.buffers()]:
                     dist.broadcast(tensor, src=0)
         self.head = ACTLossHead(self.model, config.loss_type)
-        self.step_fn = torch.compile(self.head, dynamic=False) if config.compile else self.head
+        self.compiled, why = should_compile(config.compile, self.device, self.stop_step)
+        self.settings = f"{why}; threads: {torch.get_num_threads()} ({config.threads})"  # logged when fit starts
+        self.step_fn = CompiledOrEager(self.head, self.log) if self.compiled else self.head
 
         self.optimizers, self.base_lrs = [], []
         if self.model.config.puzzle_emb_ndim > 0:
@@ -477,7 +514,7 @@ class Trainer:
         model = self.eval_model()
         head = self.step_fn if model is self.model else None
         # a compiled head (dynamic=False) gets one fixed shape: the short last batch is padded, never past the split
-        pad_last = head is not None and self.config.compile
+        pad_last = head is not None and self.compiled
         metrics, outputs = evaluate_model(
             model,
             self.test_batches.test_batches(pad_last=pad_last),
@@ -553,6 +590,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
 
     def fit(self) -> dict:
+        self.log(self.settings)
         progress = None
         if self.rank == 0 and self.config.progress:
             # disable=None: no bar when stdout is not a terminal (logs get the eval lines instead)
@@ -599,6 +637,8 @@ class Trainer:
             "train_seconds": round(self.train_seconds, 1),
             "world_size": self.world_size,
             "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "compiled": self.compiled,
             **self.last_eval,
         }
         if self.rank == 0:
