@@ -25,6 +25,7 @@ from reasonlens.hrm.data.sudoku import (
     load_puzzle_file,
     random_transform,
     shuffle_sudoku,
+    symmetry_key,
 )
 from reasonlens.hrm.data.sudoku_solver import (
     box_shape,
@@ -536,6 +537,34 @@ def test_train_and_test_are_disjoint(tmp_path):
     train, test = split_texts(folder, "train", 6), split_texts(folder, "test", 6)
     assert sorted(train) == sorted(text_of(p) for p, _ in pairs[:8])
     assert len(test) == 2 and set(test) <= {text_of(p) for p, _ in pairs[8:]}
+
+
+@pytest.mark.parametrize("size", [4, 6, 9])
+def test_symmetry_key_is_shared_by_every_augmented_copy_and_separates_puzzles(size):
+    rng = np.random.default_rng(size)
+    pairs = [generate_puzzle(size, rng)[:2] for _ in range(40)]
+    for puzzle, solution in pairs[:10]:
+        for _ in range(5):
+            assert symmetry_key(shuffle_sudoku(puzzle, solution, rng)[0]) == symmetry_key(puzzle)
+    if size == 9:  # different 9×9 puzzles (almost always) get different keys: the check keeps little out
+        keys = {symmetry_key(p) for p, _ in pairs}
+        assert len(keys) == len(pairs)
+        bank = load_bank("se_easy")[0]
+        assert len({symmetry_key(p) for p in bank}) >= 0.99 * len(bank)
+
+
+def test_train_keeps_out_puzzles_equivalent_to_a_test_puzzle(tmp_path):
+    rng = np.random.default_rng(3)
+    pairs = [generate_puzzle(9, rng, target_clues=30)[:2] for _ in range(10)]
+    disguised = [shuffle_sudoku(p, s, rng) for p, s in pairs[:4]]  # the test puzzles, relabelled and permuted
+    lines = [f"{text_of(p)},{''.join(map(str, s.reshape(-1)))}" for p, s in [*pairs, *disguised]]
+    train_file = write(tmp_path, "train.txt", lines)
+    test_file = write(tmp_path, "test.txt", lines[:4])
+    folder = build(tmp_path, "f", source="file", train_file=train_file, test_file=test_file, seed=0)
+    train = set(split_texts(folder, "train"))
+    assert train == {text_of(p) for p, _ in pairs[4:]}  # neither the test puzzles nor their disguised copies
+    info = json.loads((folder / "build.json").read_text())
+    assert info["excluded_as_possibly_equivalent_to_test"] == 8
 
 
 def test_held_out_bank_and_the_47_shared_forum_puzzles(tmp_path):

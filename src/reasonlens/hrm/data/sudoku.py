@@ -26,6 +26,7 @@ format (``source,q,a,rating`` header) or one puzzle per line (``puzzle`` or ``pu
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -358,6 +359,54 @@ def _load_puzzle_file(path: Path, size: int | None) -> tuple[np.ndarray, np.ndar
 
 
 # ----------------------------------------------------------------------------------------------------------
+# symmetry classes
+
+
+def symmetry_key(board: np.ndarray) -> tuple:
+    """A key that every Sudoku-equivalent copy of ``board`` shares (digit relabelling, band / stack and
+    row / column-within-band permutations, transpose for square boxes): the sorted given-count per digit,
+    and the smallest over band, stack (and transpose) orders of (box given-counts, each band's sorted row
+    counts, each stack's sorted column counts). Different keys prove two puzzles inequivalent; equal keys
+    only make it possible, so the builder keeps a train puzzle out when its key equals a test puzzle's."""
+    size = board.shape[-1]
+    box_rows, box_cols = box_shape(size)
+    given = board > 0
+    digits = tuple(sorted(np.bincount(board[given], minlength=size + 1)[1:].tolist()))
+    rows = given.sum(1).reshape(size // box_rows, box_rows)  # (bands, rows in a band)
+    cols = given.sum(0).reshape(size // box_cols, box_cols)  # (stacks, columns in a stack)
+    boxes = given.reshape(size // box_rows, box_rows, size // box_cols, box_cols).sum((1, 3))  # (bands, stacks)
+    views = [(rows, cols, boxes)] + ([(cols, rows, boxes.T)] if box_rows == box_cols else [])
+    best = None
+    for band_counts, stack_counts, box_counts in views:
+        for bands in itertools.permutations(range(box_counts.shape[0])):
+            for stacks in itertools.permutations(range(box_counts.shape[1])):
+                key = (
+                    tuple(box_counts[np.ix_(bands, stacks)].ravel().tolist()),
+                    tuple(tuple(sorted(band_counts[b].tolist())) for b in bands),
+                    tuple(tuple(sorted(stack_counts[k].tolist())) for k in stacks),
+                )
+                if best is None or key < best:
+                    best = key
+    digit_counts = np.bincount(board.ravel(), minlength=size + 1)
+    row_of, col_of = np.nonzero(given)
+    per_given = sorted(
+        (
+            *sorted((int(rows.ravel()[r]), int(cols.ravel()[c]))),
+            int(boxes[r // box_rows, c // box_cols]),
+            int(digit_counts[board[r, c]]),
+        )
+        for r, c in zip(row_of.tolist(), col_of.tolist())
+    )
+    per_digit = []
+    for digit in range(1, size + 1):
+        where = board == digit
+        by_band = tuple(sorted(where.reshape(size // box_rows, -1).sum(1).tolist()))
+        by_stack = tuple(sorted(where.T.reshape(size // box_cols, -1).sum(1).tolist()))
+        per_digit.append(tuple(sorted((by_band, by_stack))) if box_rows == box_cols else (by_band, by_stack))
+    return (digits, best, tuple(per_given), tuple(sorted(per_digit)))
+
+
+# ----------------------------------------------------------------------------------------------------------
 # builder
 
 
@@ -398,6 +447,9 @@ class SudokuBuildConfig(StrictConfig):
     min_backtracks: int | None = Field(None, ge=0, description="minimum solver backtracks")
     max_backtracks: int | None = Field(None, ge=0, description="maximum solver backtracks")
     target_clues: int | None = Field(None, ge=0, description="generate: stop removing givens at this many clues")
+    target_clues_max: int | None = Field(
+        None, ge=0, description="generate: draw each puzzle's target uniformly from target_clues..target_clues_max"
+    )
     seed: int = Field(0, description="random seed: the same seed gives byte-identical files")
     overwrite: bool = Field(False, description="replace the output folder if it exists")
 
@@ -437,7 +489,11 @@ class SudokuBuildConfig(StrictConfig):
         elif kind == "bank":
             if self.size not in (None, 9):
                 raise ValueError(f"the banks are 9×9; size {self.size} is only for source 'generate' or 'file'")
-            extra = [f for f in ("train_file", "test_file", "target_clues") if getattr(self, f) is not None]
+            extra = [
+                f
+                for f in ("train_file", "test_file", "target_clues", "target_clues_max")
+                if getattr(self, f) is not None
+            ]
             overlap = set(self.bank_levels) & set(self.test_levels)
             if overlap:
                 raise ValueError(
@@ -447,7 +503,7 @@ class SudokuBuildConfig(StrictConfig):
         else:
             if self.train_file is None:
                 raise ValueError("source 'file' needs train_file")
-            extra = [f for f in ("test_source", "target_clues") if getattr(self, f) is not None]
+            extra = [f for f in ("test_source", "target_clues", "target_clues_max") if getattr(self, f) is not None]
         if extra:
             raise ValueError(f"{', '.join(extra)} cannot be used with source {self.source!r}")
         held_out = self.test_source is not None or self.test_file is not None
@@ -465,6 +521,13 @@ class SudokuBuildConfig(StrictConfig):
             raise ValueError(f"min_backtracks ({self.min_backtracks}) is above max_backtracks ({self.max_backtracks})")
         if self.target_clues is not None and self.target_clues > self.board_size**2:
             raise ValueError(f"target_clues {self.target_clues} exceeds the {self.board_size**2} cells of the board")
+        if self.target_clues_max is not None:
+            if self.target_clues is None or self.target_clues_max < self.target_clues:
+                raise ValueError("target_clues_max needs target_clues (the low end of the range) at or below it")
+            if self.target_clues_max > self.board_size**2:
+                raise ValueError(
+                    f"target_clues_max {self.target_clues_max} exceeds the {self.board_size**2} cells of the board"
+                )
         return self
 
     @property
@@ -515,6 +578,13 @@ class _Pool:
         self.puzzles, self.solutions, self.wheres, self.sources = puzzles, solutions, wheres, sources
         self.backtracks = np.full(len(puzzles), -1, dtype=np.int64) if backtracks is None else np.asarray(backtracks)
         self.keys = [puzzle.tobytes() for puzzle in puzzles]
+        self.symmetry_keys: dict[int, tuple] = {}
+
+    def symmetry(self, i: int) -> tuple:
+        """:func:`symmetry_key` of puzzle i (computed once)."""
+        if i not in self.symmetry_keys:
+            self.symmetry_keys[i] = symmetry_key(self.puzzles[i])
+        return self.symmetry_keys[i]
 
     def __len__(self) -> int:
         return len(self.puzzles)
@@ -568,27 +638,32 @@ def _file_pool(path: Path, size: int | None) -> _Pool:
 
 
 def _select(
-    pool: _Pool, order: np.ndarray, count: int | None, config: SudokuBuildConfig, exclude: set[bytes]
-) -> list[int]:
-    """Walk ``order``, keep puzzles not in ``exclude`` that pass the filter (rating them only when there is a
-    filter), up to ``count`` (None: all)."""
-    chosen = []
+    pool: _Pool, order: np.ndarray, count: int | None, config: SudokuBuildConfig, exclude: set[tuple] = frozenset()
+) -> tuple[list[int], int]:
+    """Walk ``order``, keep puzzles whose symmetry key is not in ``exclude`` and that pass the filter (rating
+    them only when there is a filter), up to ``count`` (None: all). Returns (chosen, how many ``exclude`` kept
+    out)."""
+    chosen, excluded = [], 0
     for i in order.tolist():
         if count is not None and len(chosen) >= count:
             break
-        if pool.keys[i] in exclude or (config.has_filter and not config.accepts(pool.rating(i))):
+        if exclude and pool.symmetry(i) in exclude:
+            excluded += 1
+            continue
+        if config.has_filter and not config.accepts(pool.rating(i)):
             continue
         chosen.append(i)
-    return chosen
+    return chosen, excluded
 
 
-def _generated_splits(config: SudokuBuildConfig, rng: np.random.Generator) -> tuple[_Pool, _Pool]:
-    """Generate test_size then train_size distinct unique puzzles that pass the filter."""
+def _generated_splits(config: SudokuBuildConfig, rng: np.random.Generator) -> tuple[_Pool, _Pool, int]:
+    """Generate test_size then train_size distinct unique puzzles that pass the filter, no train puzzle sharing
+    a symmetry key with a test puzzle. Returns (train, test, train puzzles kept out by that rule)."""
     size = config.board_size
     needed = config.test_size + config.train_count
     max_attempts = 300 * needed + 1000  # hard 9×9 puzzles are ~1 in 80 attempts
-    puzzles, solutions, backtracks, seen = [], [], [], set()
-    attempts = 0
+    puzzles, solutions, backtracks, seen, test_keys = [], [], [], set(), set()
+    attempts = excluded = 0
     while len(puzzles) < needed:
         if attempts >= max_attempts or (attempts >= 2000 and not puzzles):
             raise DatasetError(
@@ -596,8 +671,16 @@ def _generated_splits(config: SudokuBuildConfig, rng: np.random.Generator) -> tu
                 f"{attempts} attempts; widen the filter or use the banks for hard puzzles"
             )
         attempts += 1
-        puzzle, solution, rating = generate_puzzle(size, rng, config.target_clues)
+        target = config.target_clues
+        if config.target_clues_max is not None:
+            target = int(rng.integers(config.target_clues, config.target_clues_max + 1))
+        puzzle, solution, rating = generate_puzzle(size, rng, target)
         if puzzle.tobytes() in seen or not config.accepts(rating):
+            continue
+        if len(puzzles) < config.test_size:  # the test puzzles come first
+            test_keys.add(symmetry_key(puzzle))
+        elif symmetry_key(puzzle) in test_keys:  # a train puzzle perhaps equivalent to a test one
+            excluded += 1
             continue
         seen.add(puzzle.tobytes())
         puzzles.append(puzzle)
@@ -612,11 +695,13 @@ def _generated_splits(config: SudokuBuildConfig, rng: np.random.Generator) -> tu
         backtracks,
     )
     test_indices = list(range(config.test_size))
-    return pool.take(list(range(config.test_size, needed))), pool.take(test_indices)
+    return pool.take(list(range(config.test_size, needed))), pool.take(test_indices), excluded
 
 
-def _sampled_splits(config: SudokuBuildConfig, rng: np.random.Generator) -> tuple[_Pool, _Pool]:
-    """Train and test pools for bank and file sources (see :class:`SudokuBuildConfig`)."""
+def _sampled_splits(config: SudokuBuildConfig, rng: np.random.Generator) -> tuple[_Pool, _Pool, int]:
+    """Train and test pools for bank and file sources (see :class:`SudokuBuildConfig`), no train puzzle sharing
+    a symmetry key with a test puzzle (a held-out source: with any of its puzzles). Returns (train, test, train
+    puzzles kept out by that rule)."""
     if config.source_kind == "bank":
         pool = _bank_pool(config.bank_levels)
         held_out = _bank_pool(config.test_levels) if config.test_levels else None
@@ -627,30 +712,32 @@ def _sampled_splits(config: SudokuBuildConfig, rng: np.random.Generator) -> tupl
             raise DatasetError(f"{config.test_file} and {config.train_file} hold puzzles of different sizes")
 
     if held_out is not None:
-        test_indices = _select(held_out, rng.permutation(len(held_out)), config.test_size, config, set())
+        test_indices, _ = _select(held_out, rng.permutation(len(held_out)), config.test_size, config)
         test = held_out.take(test_indices)
         train_order = rng.permutation(len(pool))
-        exclude = set(held_out.keys)  # the whole held-out source, not only the puzzles drawn from it
+        # the whole held-out source, not only the puzzles drawn from it
+        exclude = {held_out.symmetry(i) for i in range(len(held_out))}
     else:
         order = rng.permutation(len(pool))
         test_count = config.test_size
         if config.test_fraction is not None:
-            eligible = _select(pool, order, None, config, set())
+            eligible, _ = _select(pool, order, None, config)
             test_count = round(config.test_fraction * len(eligible))
             if not 1 <= test_count < len(eligible):
                 raise DatasetError(
                     f"test_fraction {config.test_fraction} of the {len(eligible)} eligible puzzles leaves a split empty"
                 )
-        test_indices = _select(pool, order, test_count, config, set())
+        test_indices, _ = _select(pool, order, test_count, config)
         test = pool.take(test_indices)
         train_order = order[np.isin(order, test_indices, invert=True)]
-        exclude = set()
+        exclude = {pool.symmetry(i) for i in test_indices}
     if config.test_size is not None and len(test) < config.test_size:
         raise DatasetError(
             f"asked for {config.test_size} test puzzles but only {len(test)} are available after the filter"
         )
 
-    train = pool.take(_select(pool, train_order, config.train_count, config, exclude))
+    train_indices, excluded = _select(pool, train_order, config.train_count, config, exclude)
+    train = pool.take(train_indices)
     if config.train_size is not None and len(train) < config.train_count:  # subsample_size alone never asks too much
         raise DatasetError(
             f"asked for {config.train_count} train puzzles but only {len(train)} are available after the filter "
@@ -659,7 +746,7 @@ def _sampled_splits(config: SudokuBuildConfig, rng: np.random.Generator) -> tupl
     for name, split in (("train", train), ("test", test)):
         if not len(split):
             raise DatasetError(f"no puzzles left for the {name} split (check the sources and the difficulty filter)")
-    return train, test
+    return train, test, excluded
 
 
 def _split_arrays(pool: _Pool, num_aug: int, rng: np.random.Generator):
@@ -716,9 +803,9 @@ def build_sudoku_dataset(config: SudokuBuildConfig | dict) -> Path:
     select_seed, aug_seed = np.random.SeedSequence(config.seed).spawn(2)
     select_rng, aug_rng = np.random.default_rng(select_seed), np.random.default_rng(aug_seed)
     if config.source_kind == "generate":
-        train, test = _generated_splits(config, select_rng)
+        train, test, excluded = _generated_splits(config, select_rng)
     else:
-        train, test = _sampled_splits(config, select_rng)
+        train, test, excluded = _sampled_splits(config, select_rng)
 
     size = train.puzzles.shape[-1]
     splits, stats = {}, {}
@@ -733,6 +820,8 @@ def build_sudoku_dataset(config: SudokuBuildConfig | dict) -> Path:
         "vocab_size": size + 2,
         "seq_len": size * size,
         "splits": stats,
+        # train candidates kept out because their symmetry key equals a test puzzle's (symmetry_key)
+        "excluded_as_possibly_equivalent_to_test": excluded,
         "difficulty_backtracks": {name: list(bounds) for name, bounds in DIFFICULTY_BACKTRACKS.items()},
     }
     return write_dataset(
