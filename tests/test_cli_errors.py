@@ -23,6 +23,7 @@ def place(tmp_path_factory):
     root = train_tiny_sudoku(tmp_path_factory.mktemp("careless"))
     (root / "bad.yaml").write_text("arch: [unclosed\n")
     (root / "a_file").write_text("not a folder")
+    (root / "puzzles.txt").write_text("# 4×4 puzzles\n1...............\n\n.2..............\n")
     for name, weights in (("truncated", None), ("empty", b""), ("garbage", b"garbage")):
         shutil.copytree(root / "run", root / name)
         path = root / name / "model.safetensors"
@@ -106,6 +107,24 @@ CASES = [
     (["study", "study.yaml", "--out", "studies"], "variant name '../../escape' cannot be a file name"),
     (["agents", "train", "CartPole-v1", "--out", "agent"], "not a MiniGrid environment 'CartPole-v1'"),
     (["agents", "train", "MiniGrid-Empty-5x5-v0", "--out", "agent", "--device", "cuda"], "CUDA is not available"),
+    (["solve", "run", "12.."], "the puzzle has 4 characters; a puzzle has 81 characters (16 or 36 for a 4×4 or 6×6"),
+    (
+        ["solve", "run", "1x" + "." * 14],
+        "invalid character 'x' at position 2 of the puzzle; allowed: '.' or '0' for a blank and digits",
+    ),
+    (["solve", "run", "5" + "." * 15], "digit 5 at position 1 of the puzzle is not allowed in a 4×4 Sudoku"),
+    (["solve", "run", "1.1" + "." * 13], "the givens break the rules: digit 1 appears twice in row 1"),
+    (["solve", "run", "missing.txt"], "missing.txt: no such puzzle file, and not a puzzle string either"),
+    (["solve", "run", "puzzles.txt", "--index", "2"], "--index 2 is out of range: puzzles.txt holds 2 puzzles (0..1)"),
+    (["solve", "missing_run", "1" + "." * 15], "checkpoint not found: missing_run"),
+    (
+        ["solve", "run", "." * 81],
+        "run is not a 9×9 Sudoku model: that has vocab_size 11 and seq_len 81, this one has vocab_size 6",
+    ),
+    (["solve", "run", "puzzles.txt", "--max-steps", "0"], "max steps must be a whole number >= 1"),
+    (["solve", "run", "puzzles.txt", "--device", "cuda"], "CUDA is not available"),
+    (["solve", "run", "puzzles.txt", "--json", "a_file/out.json"], "a_file is a file, not a folder"),
+    (["solve", "nan", "puzzles.txt"], "the model's outputs at ACT step 1 are not finite"),
 ]
 
 

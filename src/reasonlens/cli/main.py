@@ -15,6 +15,7 @@ from reasonlens.cli.evaluate import evaluate
 from reasonlens.cli.hrm import app as hrm_app
 from reasonlens.cli.lm import app as lm_app
 from reasonlens.cli.patch import main_batch, main_single
+from reasonlens.cli.solve import solve
 from reasonlens.cli.train import train
 from reasonlens.utils.device import resolve_device
 
@@ -33,6 +34,7 @@ app.command(name="study")(analyze_study)
 app.command()(demo)
 app.command()(train)
 app.command()(evaluate)
+app.command()(solve)
 
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
