@@ -1,4 +1,5 @@
-"""``reasonlens hrm ...``: inspect model configs and convert checkpoints between our and the official format."""
+"""``reasonlens hrm ...``: inspect model configs, convert checkpoints between our and the official format, and
+publish a run as a model folder."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 
 from reasonlens.cli.errors import user_errors
 from reasonlens.hrm.training.checkpoint import build_model, export_official_checkpoint, load_checkpoint, save_checkpoint
+from reasonlens.hrm.training.publish import publish_run, push_folder
 from reasonlens.utils.config import ConfigError
 from reasonlens.utils.io import FolderError, read_yaml
 
@@ -62,3 +64,24 @@ def convert(
         else:
             save_checkpoint(model, dst)
     typer.echo(f"wrote {to} checkpoint of {type(model).__name__} to {dst}")
+
+
+@app.command()
+def publish(
+    run: Annotated[Path, typer.Argument(help="a trained run directory")],
+    out: Annotated[Path, typer.Argument(help="the model folder to write (e.g. zoo/my-model)")],
+    card: Annotated[Path | None, typer.Option(help="model card (Markdown) for README.md")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="the run's dataset, if not where it was")] = None,
+    push: Annotated[str | None, typer.Option(help="also upload to this Hugging Face Hub repo (owner/name)")] = None,
+) -> None:
+    """Package a run as a self-contained model folder (the Hub layout); optionally push it to the Hub."""
+    with user_errors():
+        text = None
+        if card is not None:
+            if not card.is_file():
+                raise ConfigError(f"--card {card}: no such file")
+            text = card.read_text()
+        folder = publish_run(run, out, card=text, data=data)
+    typer.echo(f"wrote model folder {folder}")
+    if push:
+        typer.echo(f"pushed to {push_folder(folder, push)}")

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import ModelHubMixin
 from torch import nn
 
 from reasonlens.hrm.models.config import HRMConfig
@@ -225,7 +226,7 @@ def hierarchical_step(L_level, H_level, z_H, z_L, x, n_high: int, n_low: int, co
 # ACT wrapper
 
 
-class ACTModel(nn.Module):
+class ACTModel(nn.Module, ModelHubMixin, library_name="reasonlens", tags=["reasoning", "hrm", "act"]):
     """Adaptive-computation wrapper shared by the family: ``carry, outputs = model(carry, batch)``.
 
     Per call, for every slot: reset the latent state and step count of halted slots and give them the
@@ -243,6 +244,47 @@ class ACTModel(nn.Module):
         super().__init__()
         self.config = self.config_class.from_dict(config_dict)
         self.inner = self.inner_class(self.config)
+        self._hub_mixin_config = None  # config.yaml (our checkpoint format) is the config; no config.json
+
+    # -- the Hugging Face Hub layout (huggingface_hub.ModelHubMixin) --------------------------------
+    # ``save_pretrained(folder)`` writes our checkpoint (model.safetensors + config.yaml, mirrored in the Hub's
+    # config.json, which the Hub counts downloads by; loading reads config.yaml) and a model card;
+    # ``from_pretrained(folder or Hub id)`` loads any checkpoint ``load_checkpoint`` reads, contacting the Hub
+    # only for an id that is not a local folder; ``push_to_hub(repo_id)`` publishes.
+
+    def _save_pretrained(self, save_directory) -> None:
+        from reasonlens.hrm.training.checkpoint import save_checkpoint
+        from reasonlens.utils.io import read_yaml, write_json
+
+        folder = save_checkpoint(self, save_directory)
+        write_json(folder / "config.json", read_yaml(folder / "config.yaml"))
+
+    @classmethod
+    def _from_pretrained(
+        cls, *, model_id, revision, cache_dir, force_download, local_files_only, token, **overrides
+    ) -> ACTModel:
+        from pathlib import Path
+
+        from reasonlens.hrm.training.checkpoint import CheckpointError, load_checkpoint
+
+        folder = Path(model_id)
+        if not folder.exists():
+            from huggingface_hub import snapshot_download
+
+            folder = Path(
+                snapshot_download(
+                    repo_id=str(model_id),
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    force_download=force_download,
+                    local_files_only=local_files_only,
+                    token=token,
+                )
+            )
+        model = load_checkpoint(folder, **overrides)
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{model_id} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
 
     def __getattr__(self, name: str):
         # ``model.puzzle_emb`` is ``model.inner.puzzle_emb`` (the official wrapper's property). Done
