@@ -13,6 +13,7 @@ import typer
 from reasonlens.cli.errors import user_errors
 from reasonlens.hrm.data.format import DatasetError
 from reasonlens.hrm.data.sampler import PuzzleBatches
+from reasonlens.hrm.data.sudoku import BANK_LEVELS
 from reasonlens.hrm.evaluation.arc_voting import SCORING_RULES, evaluate_arc_predictions, write_submission
 from reasonlens.hrm.evaluation.rollout import (
     DEFAULT_SAVE_OUTPUTS,
@@ -20,8 +21,10 @@ from reasonlens.hrm.evaluation.rollout import (
     check_evaluation_args,
     evaluate_model,
 )
+from reasonlens.hrm.evaluation.sudoku_banks import DEFAULT_BANKS, evaluate_on_banks
 from reasonlens.hrm.training.checkpoint import load_checkpoint
 from reasonlens.hrm.training.run_dataset import dataset_of_run
+from reasonlens.utils.config import ConfigError
 from reasonlens.utils.device import resolve_device
 from reasonlens.utils.io import atomic_write, write_json
 
@@ -80,9 +83,45 @@ def run_evaluation(
     return result
 
 
+def run_bank_evaluation(
+    checkpoint, banks, per_bank=500, max_steps=None, batch_size=64, device="auto", out=None, train_data=None
+) -> dict:
+    """Evaluate a 9×9 Sudoku checkpoint on the shipped banks (:mod:`reasonlens.hrm.evaluation.sudoku_banks`);
+    the overlap check uses ``train_data`` or the run's dataset when it is found (skipped otherwise)."""
+    check_evaluation_args(batch_size, max_steps)
+    names = list(DEFAULT_BANKS) if banks == "all" else [b.strip() for b in banks.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BANK_LEVELS]
+    if unknown or not names:
+        raise ConfigError(f"--banks {unknown or banks!r} unknown; allowed: all, or any of {', '.join(BANK_LEVELS)}")
+    if per_bank < 1:
+        raise ConfigError(f"--per-bank must be at least 1, got {per_bank}")
+    checkpoint = Path(checkpoint)
+    device = resolve_device(device)
+    model = load_checkpoint(checkpoint, device=device, seq_len=81)
+    if (model.config.vocab_size, model.config.seq_len) != (11, 81):
+        raise DatasetError(
+            f"{checkpoint} is not a 9×9 Sudoku model (vocab_size 11, seq_len 81): it has vocab_size "
+            f"{model.config.vocab_size}, seq_len {model.config.seq_len}"
+        )
+    if train_data is None:
+        try:
+            train_data = dataset_of_run(checkpoint)
+        except (DatasetError, ValueError, OSError):
+            train_data = None
+    result = evaluate_on_banks(model, names, per_bank, max_steps, batch_size, device, train_dataset=train_data)
+    out = Path(out) if out else (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "evaluation_banks.json"
+    result = {"checkpoint": str(checkpoint), "train_data": str(train_data) if train_data else None, **result}
+    result["out"] = str(out)
+    write_json(out, result)
+    return result
+
+
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="run directory / model.safetensors, or an official checkpoint")],
-    data: Annotated[Path | None, typer.Option(help="dataset folder (default: the one the run was trained on)")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="dataset folder (default: the run's); with --banks, the training set to check overlap with"),
+    ] = None,
     max_steps: Annotated[
         int | None, typer.Option(help="ACT steps per puzzle; above the trained value = inference-time scaling")
     ] = None,
@@ -94,9 +133,29 @@ def evaluate(
     save_predictions: Annotated[
         bool, typer.Option(help="also save inputs, labels, predictions, q_halt as .npz")
     ] = False,
+    banks: Annotated[
+        str | None,
+        typer.Option(help="9×9 Sudoku: evaluate on the shipped banks instead (all, or names: se_hard,...)"),
+    ] = None,
+    per_bank: Annotated[int, typer.Option(help="with --banks: puzzles drawn per bank (seeded)")] = 500,
 ) -> None:
     """Evaluate a checkpoint on the test split: exact accuracy (headline), token accuracy, q-halt accuracy,
-    mean steps; ARC datasets also get voting pass@k under both scoring rules."""
+    mean steps; ARC datasets also get voting pass@k under both scoring rules. With ``--banks``: a 9×9 Sudoku
+    model on the real banks, per bank and per difficulty bucket with 95% intervals."""
+    if banks is not None:
+        with user_errors():
+            result = run_bank_evaluation(checkpoint, banks, per_bank, max_steps, min(batch_size, 64), device, out, data)
+        typer.echo(f"{result['checkpoint']}: {result['act_steps']} ACT steps (trained {result['trained_act_steps']})")
+        for name, row in {**result["banks"], **result["buckets"]}.items():
+            if row["puzzles"]:
+                low, high = row["interval_95"]
+                typer.echo(
+                    f"  {name:<26} {row['puzzles']:>5}  exact {row['exact_accuracy']:.4f}  [{low:.3f}, {high:.3f}]"
+                )
+        overlap = result["train_overlap"]
+        typer.echo("  training overlap: " + ("not checked (no dataset)" if overlap is None else f"{overlap} puzzles"))
+        typer.echo(f"wrote {result['out']}")
+        return
     with user_errors():
         result = run_evaluation(
             checkpoint,
