@@ -34,9 +34,16 @@ def test_published_folder_is_self_contained_and_loads_without_the_hub(trained, t
         raise AssertionError("a local folder must not contact the Hub")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", no_network)
-    folder = publish_run(trained / "run", tmp_path / "zoo" / "tiny", card="# tiny\n\nA test model.\n")
+    examples = tmp_path / "examples.txt"
+    examples.write_text("1...\n")
+    folder = publish_run(
+        trained / "run", tmp_path / "zoo" / "tiny", card="# tiny\n\nA test model.\n", include=[examples]
+    )
     names = {p.name for p in folder.iterdir()}
     assert {"model.safetensors", "config.yaml", "config.json", "dataset.json", "README.md", "summary.json"} <= names
+    assert "examples.txt" in names and "metrics.jsonl" not in names
+    curve = (folder / "eval_curve.jsonl").read_text().splitlines()
+    assert len(curve) == 2 and all('"eval/exact_accuracy"' in line for line in curve)  # one per epoch
     assert json.loads((folder / "dataset.json").read_text())["vocab_size"] == 6  # the tokenisation travels along
     assert (folder / "README.md").read_text().startswith("---\nlibrary_name: reasonlens")
     # the dataset may vanish: loading needs only the folder

@@ -72,6 +72,7 @@ def publish(
     out: Annotated[Path, typer.Argument(help="the model folder to write (e.g. zoo/my-model)")],
     card: Annotated[Path | None, typer.Option(help="model card (Markdown) for README.md")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="the run's dataset, if not where it was")] = None,
+    include: Annotated[list[Path] | None, typer.Option(help="another file to copy in (repeatable)")] = None,
     push: Annotated[str | None, typer.Option(help="also upload to this Hugging Face Hub repo (owner/name)")] = None,
 ) -> None:
     """Package a run as a self-contained model folder (the Hub layout); optionally push it to the Hub."""
@@ -81,7 +82,7 @@ def publish(
             if not card.is_file():
                 raise ConfigError(f"--card {card}: no such file")
             text = card.read_text()
-        folder = publish_run(run, out, card=text, data=data)
+        folder = publish_run(run, out, card=text, data=data, include=include or [])
     typer.echo(f"wrote model folder {folder}")
     if push:
         typer.echo(f"pushed to {push_folder(folder, push)}")

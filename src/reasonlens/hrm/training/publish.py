@@ -7,7 +7,9 @@ The folder holds what loading and solving need and nothing that needs the datase
   as the record of how it was made), ``config.json`` (the same, for the Hub);
 - ``dataset.json``: the training split's metadata (tokens, sequence length, identifiers) and, when the
   dataset recorded one, ``build.json`` as ``dataset_build.json`` (what the puzzles were);
-- ``summary.json`` / ``metrics.jsonl`` of the run and any ``evaluation*.json`` beside it;
+- the run's ``summary.json``, its evaluation records from ``metrics.jsonl`` as ``eval_curve.jsonl`` (the
+  per-step training records stay behind: they are most of a run's size), any ``evaluation*.json`` beside it,
+  and the files passed as ``include`` (e.g. example puzzles);
 - ``README.md``: the model card (given, or a stub naming the run; Hub front matter added when missing).
 
 ``load_checkpoint(folder)``, ``ACTModel.from_pretrained(folder)`` and every ``reasonlens`` command that takes
@@ -27,7 +29,7 @@ from reasonlens.utils.io import OWNER_FILE, atomic_directory, read_yaml, write_j
 
 MODEL_FOLDER_KIND = "model folder"
 FRONT_MATTER = "---\nlibrary_name: reasonlens\ntags:\n- reasoning\n- hrm\n- act\n---\n\n"
-RUN_RECORDS = ("summary.json", "metrics.jsonl")
+EVAL_CURVE_FILE = "eval_curve.jsonl"
 
 
 def publish_run(
@@ -35,14 +37,18 @@ def publish_run(
     out_dir: str | os.PathLike,
     card: str | None = None,
     data: str | os.PathLike | None = None,
+    include: list[str | os.PathLike] = (),
 ) -> Path:
     """Write the model folder of ``run_dir`` to ``out_dir`` (atomically; an existing ``out_dir`` must be
     empty or a model folder of ours). ``card``: the model card's text; ``data``: the dataset folder when it
-    is not where the run recorded it."""
+    is not where the run recorded it; ``include``: more files to copy in."""
     run_dir = Path(run_dir)
     if not (run_dir / MODEL_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
         raise CheckpointError(f"{run_dir} is not a trained run ({MODEL_FILE} and {CONFIG_FILE} expected)")
     dataset = dataset_of_run(run_dir, data)
+    for path in map(Path, include):
+        if not path.is_file():
+            raise CheckpointError(f"--include {path}: no such file")
     config = read_yaml(run_dir / CONFIG_FILE)
     config.pop(LOCATION_KEY, None)  # where the dataset was on the training machine means nothing elsewhere
     with atomic_directory(out_dir, MODEL_FOLDER_KIND) as folder:
@@ -53,9 +59,13 @@ def publish_run(
         shutil.copyfile(dataset / split / "dataset.json", folder / "dataset.json")
         if (dataset / "build.json").is_file():
             shutil.copyfile(dataset / "build.json", folder / "dataset_build.json")
-        for name in RUN_RECORDS:
-            if (run_dir / name).is_file():
-                shutil.copyfile(run_dir / name, folder / name)
+        if (run_dir / "summary.json").is_file():
+            shutil.copyfile(run_dir / "summary.json", folder / "summary.json")
+        if (run_dir / "metrics.jsonl").is_file():
+            lines = (run_dir / "metrics.jsonl").read_text().splitlines(keepends=True)
+            (folder / EVAL_CURVE_FILE).write_text("".join(line for line in lines if '"eval/' in line))
+        for path in map(Path, include):
+            shutil.copyfile(path, folder / path.name)
         for path in sorted(run_dir.glob("evaluation*.json")):
             shutil.copyfile(path, folder / path.name)
         text = card if card is not None else f"# {Path(out_dir).name}\n\nTrained with reasonlens from `{run_dir}`.\n"
