@@ -267,6 +267,8 @@ class ACTModel(nn.Module, ModelHubMixin, library_name="reasonlens", tags=["reaso
 
         from reasonlens.hrm.training.checkpoint import CheckpointError, load_checkpoint
 
+        for hub_only in ("proxies", "resume_download"):  # passed by older huggingface_hub versions
+            overrides.pop(hub_only, None)
         folder = Path(model_id)
         if not folder.exists():
             from huggingface_hub import snapshot_download
