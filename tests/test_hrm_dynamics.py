@@ -122,6 +122,41 @@ def test_analyze_commands_write_json_pictures_and_report(tiny_run, tmp_path):
         assert heading in report
 
 
+class _ParityAdapter:
+    """Solves exactly the even puzzles: ``run`` returns logits whose argmax is the label on even rows."""
+
+    def batch(self, indices):
+        return {"index": torch.tensor(indices), "labels": torch.ones(len(indices), 3, dtype=torch.long)}
+
+    def run(self, batch):
+        logits = torch.zeros(len(batch["index"]), 3, 4)
+        logits[..., 1] = (batch["index"] % 2 == 0).float()[:, None]  # argmax 1 = label on even rows, else 0
+        return logits
+
+    def score(self, logits, batch):
+        return {"exact": (logits.argmax(-1) == batch["labels"]).all(-1).float()}
+
+
+def test_solved_indices_keeps_solved_puzzles_in_order_and_stops_early():
+    adapter = _ParityAdapter()
+    assert dynamics.solved_indices(adapter, range(10), 100, chunk_size=3) == [0, 2, 4, 6, 8]
+    assert dynamics.solved_indices(adapter, [7, 4, 1, 2], 1, chunk_size=2) == [4]
+    assert dynamics.solved_indices(adapter, [1, 3], 5) == []
+
+
+def test_analyze_dimensionality_solved_needs_two_solved_puzzles(tiny_run, tmp_path):
+    adapter = HRMAdapter.from_checkpoint(tiny_run, device="cpu")
+    solved = dynamics.solved_indices(adapter, range(adapter.num_examples), adapter.num_examples)
+    command = ["analyze", "dimensionality", str(tiny_run), "--puzzles", "4", "--bootstrap", "2", "--solved"]
+    result = CliRunner().invoke(app, [*command, "--out", str(tmp_path)])
+    if len(solved) >= 2:
+        assert result.exit_code == 0, result.output
+        trajectories = json.loads((tmp_path / "dimensionality.json").read_text())["trained"]["trajectories"]
+        assert trajectories == min(4, len(solved))
+    else:  # the 8-step tiny run solves none of its test puzzles
+        assert result.exit_code == 2 and f"--solved: the model solves {len(solved)} of the" in result.output
+
+
 def test_analyze_bad_input(tmp_path, tiny_run):
     runner = CliRunner()
     result = runner.invoke(app, ["analyze", "convergence", str(tmp_path / "missing")])

@@ -68,13 +68,24 @@ def run_convergence(
     return result
 
 
-def run_dimensionality(run, data=None, puzzles: int = 200, bootstrap: int = 100, out=None, device="cpu") -> dict:
+def run_dimensionality(
+    run, data=None, puzzles: int = 200, bootstrap: int = 100, out=None, device="cpu", solved: bool = False
+) -> dict:
+    """PR of z_H and z_L for the trained model and its untrained twin on the same puzzles. With ``solved``,
+    the paper's protocol: the first ``puzzles`` test puzzles the trained model solves."""
     adapter = _adapter(run, data, device)
     indices = _puzzles(adapter, puzzles)
+    if solved:
+        indices = dynamics.solved_indices(adapter, range(adapter.num_examples), puzzles)
+        if len(indices) < 2:
+            raise InterpError(
+                f"--solved: the model solves {len(indices)} of the {adapter.num_examples} test puzzles; "
+                "at least 2 are needed (drop --solved to use every puzzle)"
+            )
     trained = dynamics.dimensionality(dynamics.collect_trajectories(adapter, indices), adapter.model, bootstrap)
     twin = HRMAdapter(dynamics.untrained_twin(adapter.model), adapter.dataset_dir, "test", device=adapter.device)
     untrained = dynamics.dimensionality(dynamics.collect_trajectories(twin, indices), twin.model, bootstrap)
-    result = {"run": str(run), "trained": trained, "untrained": untrained, "paper": PAPER_PR}
+    result = {"run": str(run), "solved_only": solved, "trained": trained, "untrained": untrained, "paper": PAPER_PR}
     folder = output_dir(run, out)
     write_json(folder / "dimensionality.json", result)
     pictures.dimensionality_plot(trained, untrained, folder / "dimensionality.png")
@@ -206,12 +217,16 @@ def dimensionality(
     data: DataOpt = None,
     puzzles: Annotated[int, typer.Option(help="trajectories (test puzzles)")] = 200,
     bootstrap: Annotated[int, typer.Option(help="bootstrap resamples for the PR_H/PR_L interval")] = 100,
+    solved: Annotated[
+        bool, typer.Option(help="only puzzles the model solves (the paper's protocol: 100 solving trajectories)")
+    ] = False,
     out: OutOpt = None,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Participation ratios of z_H and z_L, trained vs untrained, with PR_H/PR_L and a bootstrap interval."""
     with user_errors():
-        result = run_dimensionality(run, data, puzzles, bootstrap, out, device)
+        result = run_dimensionality(run, data, puzzles, bootstrap, out, device, solved)
+    typer.echo(f"  {result['trained']['trajectories']} trajectories" + (" (solved puzzles)" if solved else ""))
     for name in ("trained", "untrained"):
         r = result[name]
         low, high = r["ratio_95"]

@@ -13,7 +13,6 @@ import typer
 from reasonlens.cli.errors import user_errors
 from reasonlens.hrm.data.format import DatasetError
 from reasonlens.hrm.data.sampler import PuzzleBatches
-from reasonlens.hrm.data.sudoku import BANK_LEVELS
 from reasonlens.hrm.evaluation.arc_voting import SCORING_RULES, evaluate_arc_predictions, write_submission
 from reasonlens.hrm.evaluation.rollout import (
     DEFAULT_SAVE_OUTPUTS,
@@ -21,7 +20,7 @@ from reasonlens.hrm.evaluation.rollout import (
     check_evaluation_args,
     evaluate_model,
 )
-from reasonlens.hrm.evaluation.sudoku_banks import DEFAULT_BANKS, evaluate_on_banks
+from reasonlens.hrm.evaluation.sudoku_banks import bank_names, evaluate_on_banks
 from reasonlens.hrm.training.checkpoint import load_checkpoint
 from reasonlens.hrm.training.run_dataset import dataset_of_run
 from reasonlens.utils.config import ConfigError
@@ -89,10 +88,7 @@ def run_bank_evaluation(
     """Evaluate a 9×9 Sudoku checkpoint on the shipped banks (:mod:`reasonlens.hrm.evaluation.sudoku_banks`);
     the overlap check uses ``train_data`` or the run's dataset when it is found (skipped otherwise)."""
     check_evaluation_args(batch_size, max_steps)
-    names = list(DEFAULT_BANKS) if banks == "all" else [b.strip() for b in banks.split(",") if b.strip()]
-    unknown = [b for b in names if b not in BANK_LEVELS]
-    if unknown or not names:
-        raise ConfigError(f"--banks {unknown or banks!r} unknown; allowed: all, or any of {', '.join(BANK_LEVELS)}")
+    names = bank_names(banks)
     if per_bank < 1:
         raise ConfigError(f"--per-bank must be at least 1, got {per_bank}")
     checkpoint = Path(checkpoint)

@@ -1,5 +1,5 @@
-"""``reasonlens hrm ...``: inspect model configs, convert checkpoints between our and the official format, and
-publish a run as a model folder."""
+"""``reasonlens hrm ...``: inspect model configs, convert checkpoints between our and the official format,
+publish a run as a model folder, and draw a 9×9 Sudoku run's learning curve from its kept checkpoints."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from typing import Annotated
 import typer
 
 from reasonlens.cli.errors import user_errors
+from reasonlens.hrm.evaluation.sudoku_banks import bank_names
+from reasonlens.hrm.evaluation.sudoku_curve import learning_curve, plot_learning_curve
 from reasonlens.hrm.training.checkpoint import build_model, export_official_checkpoint, load_checkpoint, save_checkpoint
 from reasonlens.hrm.training.publish import publish_run, push_folder
+from reasonlens.hrm.training.run_dataset import dataset_of_run
 from reasonlens.utils.config import ConfigError
-from reasonlens.utils.io import FolderError, read_yaml
+from reasonlens.utils.device import resolve_device
+from reasonlens.utils.io import FolderError, read_yaml, write_json
 
 app = typer.Typer(help="HRM family: model configs and checkpoints.", no_args_is_help=True)
 
@@ -86,3 +90,37 @@ def publish(
     typer.echo(f"wrote model folder {folder}")
     if push:
         typer.echo(f"pushed to {push_folder(folder, push)}")
+
+
+@app.command()
+def curve(
+    run: Annotated[Path, typer.Argument(help="a 9×9 Sudoku run trained with keep_checkpoints=true")],
+    data: Annotated[Path | None, typer.Option(help="the run's dataset (default: where the run says)")] = None,
+    every: Annotated[int, typer.Option(help="use every N-th kept checkpoint (the last always)")] = 1,
+    banks: Annotated[str | None, typer.Option(help="also the shipped banks: all, or names (se_hard,...)")] = None,
+    per_bank: Annotated[int, typer.Option(help="with --banks: puzzles drawn per bank (seeded)")] = 100,
+    max_steps: Annotated[int | None, typer.Option(help="ACT steps per puzzle (default: the trained number)")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps")] = "cpu",
+    out: Annotated[Path | None, typer.Option(help="output folder (default: the run)")] = None,
+) -> None:
+    """Exact accuracy by givens (test split) and by difficulty bucket (banks) at every kept checkpoint:
+    writes learning_curve.json and learning_curve.png."""
+    with user_errors():
+        names = bank_names(banks) if banks else ()
+        if per_bank < 1:
+            raise ConfigError(f"--per-bank must be at least 1, got {per_bank}")
+        if every < 1:
+            raise ConfigError(f"--every must be at least 1, got {every}")
+        dataset = dataset_of_run(run, data)
+        result = learning_curve(run, dataset, every, names, per_bank, max_steps, 64, resolve_device(device))
+        folder = out or run
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "learning_curve.json", result)
+        plot_learning_curve(result, folder / "learning_curve.png")
+    for point in result["points"]:
+        givens = "  ".join(f"{k}: {v['exact_accuracy']:.3f}" for k, v in point["test_by_givens"].items())
+        buckets = "".join(
+            f"  {k} {v['exact_accuracy']:.3f}" for k, v in point.get("buckets", {}).items() if v["puzzles"]
+        )
+        typer.echo(f"  step {point['step']:>6}  test {point['test_exact_accuracy']:.3f}  ({givens}){buckets}")
+    typer.echo(f"wrote {folder}/learning_curve.json, learning_curve.png")

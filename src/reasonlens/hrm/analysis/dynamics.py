@@ -108,6 +108,22 @@ def collect_trajectories(
     )
 
 
+@torch.no_grad()
+def solved_indices(adapter, candidates: Sequence[int], wanted: int, chunk_size: int = 64) -> list[int]:
+    """The first ``wanted`` of ``candidates`` that the model solves exactly after its ``max_steps`` ACT steps
+    (the paper's "solving trajectories"); fewer when fewer are solved."""
+    solved: list[int] = []
+    candidates = list(candidates)
+    for start in range(0, len(candidates), chunk_size):
+        chunk = candidates[start : start + chunk_size]
+        batch = adapter.batch(chunk)
+        exact = adapter.score(adapter.run(batch), batch)["exact"].bool().cpu()  # (chunk,)
+        solved += [index for index, ok in zip(chunk, exact.tolist(), strict=True) if ok]
+        if len(solved) >= wanted:
+            break
+    return solved[:wanted]
+
+
 # ------------------------------------------------------------------------------------ convergence
 
 

@@ -24,9 +24,19 @@ from reasonlens.hrm.data.format import load_split
 from reasonlens.hrm.data.sudoku import BANK_LEVELS, decode_board, encode_board, load_bank, symmetry_key
 from reasonlens.hrm.data.sudoku_solver import DIFFICULTIES, difficulty_bucket, rate
 from reasonlens.hrm.evaluation.rollout import check_evaluation_args, evaluate_model
+from reasonlens.utils.config import ConfigError
 
 # every bank but forum-hardest-1905: the same kind of puzzle as forum-hardest-1106 (47 shared), 20,000 of them
 DEFAULT_BANKS = tuple(bank for bank in BANK_LEVELS if bank != "tdoku_forum_hardest_1905_11plus")
+
+
+def bank_names(banks: str) -> list[str]:
+    """``all`` or comma-separated bank names → the bank names (``ConfigError`` naming the allowed ones)."""
+    names = list(DEFAULT_BANKS) if banks == "all" else [b.strip() for b in banks.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BANK_LEVELS]
+    if unknown or not names:
+        raise ConfigError(f"--banks {unknown or banks!r} unknown; allowed: all, or any of {', '.join(BANK_LEVELS)}")
+    return names
 
 
 def wilson_interval(successes: int, count: int, z: float = 1.96) -> tuple[float, float]:
