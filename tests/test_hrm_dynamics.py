@@ -122,6 +122,16 @@ def test_analyze_commands_write_json_pictures_and_report(tiny_run, tmp_path):
         assert heading in report
 
 
+def test_trajectories_without_states_keep_the_same_outputs(tiny_run):
+    adapter = HRMAdapter.from_checkpoint(tiny_run, device="cpu")
+    full = dynamics.collect_trajectories(adapter, list(range(6)), 5, chunk_size=4)
+    light = dynamics.collect_trajectories(adapter, list(range(6)), 5, chunk_size=4, keep_states=False)
+    assert light.states == {} and full.states
+    for field in ("logits", "q_halt", "q_continue", "labels", "inputs"):
+        assert torch.equal(getattr(light, field), getattr(full, field)), field
+    assert dynamics.per_step_accuracy(light) == dynamics.per_step_accuracy(full)
+
+
 class _ParityAdapter:
     """Solves exactly the even puzzles: ``run`` returns logits whose argmax is the label on even rows."""
 

@@ -149,7 +149,7 @@ def run_scaling(run, data=None, puzzles: int = 500, factor: int = 4, out=None, d
     adapter = _adapter(run, data, device)
     trained = adapter.model.config.halt_max_steps
     longest = factor * trained
-    trajectories = dynamics.collect_trajectories(adapter, _puzzles(adapter, puzzles), longest)
+    trajectories = dynamics.collect_trajectories(adapter, _puzzles(adapter, puzzles), longest, keep_states=False)
     every = dynamics.per_step_accuracy(trajectories)
     marks = sorted({2**i for i in range(longest.bit_length()) if 2**i <= longest} | {trained, longest})
     rows = [every[m - 1] for m in marks]

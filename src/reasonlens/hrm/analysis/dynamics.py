@@ -65,14 +65,23 @@ def _modules(model) -> list[str]:
 
 @torch.no_grad()
 def collect_trajectories(
-    adapter, indices: Sequence[int], steps: int | None = None, chunk_size: int = 64, patches: Sequence = ()
+    adapter,
+    indices: Sequence[int],
+    steps: int | None = None,
+    chunk_size: int = 64,
+    patches: Sequence = (),
+    keep_states: bool = True,
 ) -> Trajectories:
     """Run ``steps`` ACT steps (default: the model's ``halt_max_steps``) on the puzzles ``indices``,
-    with the engine's ``patches`` (:class:`~reasonlens.interp.SitePatch`) applied, if any."""
+    with the engine's ``patches`` (:class:`~reasonlens.interp.SitePatch`) applied, if any. Without
+    ``keep_states`` only the outputs are kept (``states`` is empty): long rollouts of many puzzles then fit
+    in memory (a 9×9 model's states take ~16 MB per puzzle over 64 ACT steps)."""
     steps = steps or adapter.max_steps
     modules = _modules(adapter.model)
     if not modules:
         raise InterpError(f"{type(adapter.model).__name__} has no reasoning modules ({', '.join(MODULES)})")
+    if not keep_states:
+        modules = []
     parts: dict[str, list] = {"logits": [], "q_halt": [], "q_continue": [], "labels": [], "inputs": []}
     states: dict[str, list] = {m: [] for m in modules}
     for start in range(0, len(indices), chunk_size):
