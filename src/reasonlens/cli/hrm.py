@@ -109,8 +109,6 @@ def curve(
         names = bank_names(banks) if banks else ()
         if per_bank < 1:
             raise ConfigError(f"--per-bank must be at least 1, got {per_bank}")
-        if every < 1:
-            raise ConfigError(f"--every must be at least 1, got {every}")
         dataset = dataset_of_run(run, data)
         result = learning_curve(run, dataset, every, names, per_bank, max_steps, 64, resolve_device(device))
         folder = out or run

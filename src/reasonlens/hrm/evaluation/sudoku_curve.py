@@ -20,6 +20,7 @@ from reasonlens.hrm.data.sudoku import decode_board
 from reasonlens.hrm.evaluation.rollout import check_evaluation_args
 from reasonlens.hrm.evaluation.sudoku_banks import evaluate_on_banks, solved_mask, wilson_interval
 from reasonlens.hrm.training.checkpoint import load_checkpoint
+from reasonlens.utils.config import ConfigError
 
 # givens of the test puzzles, grouped (inclusive ranges): the frontier of what a run solves moves down them
 GIVENS_BINS = ((17, 30), (31, 45), (46, 60), (61, 80))
@@ -81,7 +82,7 @@ def learning_curve(
     split by givens and, when ``banks`` are named, on those banks by bucket."""
     check_evaluation_args(batch_size, max_steps)
     if every < 1:
-        raise ValueError(f"every must be at least 1, got {every}")
+        raise ConfigError(f"--every must be at least 1, got {every}")
     checkpoints = kept_checkpoints(run)
     if not checkpoints:
         raise DatasetError(
