@@ -211,6 +211,9 @@ BAD = [
     (["{run}", "{text}", "--max-steps", "0"], "max steps must be a whole number >= 1"),
     (["{run}", "{text}", "--json", "{root}/puzzles.txt/out.json"], "puzzles.txt is a file, not a folder"),
     (["{run}", "{text}", "--png", "{root}"], "is a folder; give the name of a file to write"),
+    (["{run}", "{text}", "--rollouts", "0"], "--rollouts must be at least 1"),
+    (["{run}", "{text}", "--rollouts", "4", "--select", "best"], "--select 'best' is unknown; allowed: vote, q"),
+    (["{run}", "{text}", "--rollouts", "4", "--noise", "-1"], "--noise must be >= 0"),
 ]
 
 
@@ -224,3 +227,17 @@ def test_careless_input_is_one_line(place, args, expected):
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected.format(**names) in lines[0], result.output
     assert not isinstance(result.exception, Exception)
     assert sorted(place["root"].rglob("*")) == before  # nothing written
+
+
+def test_rollouts_choose_an_answer_judged_by_the_rules(place, tmp_path):
+    output = invoke(place, place["text"], "--rollouts", 4, "--select", "q", "--json", tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    chosen = data["perturbed"]
+    assert chosen["rollouts"] == 4 and len(chosen["per_rollout"]) == 4
+    q = [r["q_halt_sigmoid"] for r in chosen["per_rollout"]]
+    assert chosen["chosen"] == q.index(max(q)) + 1
+    grid = np.asarray(chosen["grid"])
+    assert chosen["valid"] == (
+        is_valid_solution(grid) and bool((grid[place["puzzle"] > 0] == place["puzzle"][place["puzzle"] > 0]).all())
+    )
+    assert f"4 rollouts (Sudoku symmetries): {chosen['distinct_answers']} distinct answers" in output

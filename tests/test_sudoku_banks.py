@@ -12,9 +12,10 @@ from reasonlens.cli.main import app
 from reasonlens.hrm.data.format import load_split
 from reasonlens.hrm.data.sudoku import build_sudoku_dataset, decode_board, load_bank
 from reasonlens.hrm.evaluation import sudoku_banks
-from reasonlens.hrm.evaluation.sudoku_banks import evaluate_on_banks, wilson_interval
+from reasonlens.hrm.evaluation.sudoku_banks import evaluate_on_banks
 from reasonlens.hrm.models.hrm_act_v1 import HRMACTv1
 from reasonlens.hrm.training.checkpoint import save_checkpoint
+from reasonlens.utils.stats import wilson_interval
 
 
 @pytest.fixture(scope="module")

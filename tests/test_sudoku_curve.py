@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from reasonlens.cli.main import app
 from reasonlens.hrm.data.sudoku import build_sudoku_dataset
-from reasonlens.hrm.evaluation.sudoku_banks import solved_mask, wilson_interval
+from reasonlens.hrm.evaluation.sudoku_banks import solved_mask
 from reasonlens.hrm.evaluation.sudoku_curve import (
     accuracy_by_givens,
     held_out_boards,
@@ -22,6 +22,7 @@ from reasonlens.hrm.evaluation.sudoku_curve import (
 )
 from reasonlens.hrm.models.hrm_act_v1 import HRMACTv1
 from reasonlens.hrm.training.checkpoint import load_checkpoint, save_checkpoint
+from reasonlens.utils.stats import wilson_interval
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
-"""``reasonlens analyze {convergence,dimensionality,steps,scaling} RUN``: reasoning dynamics of an HRM-family
-checkpoint (our run directory or an official checkpoint folder), written to ``RUN/analysis/`` as JSON +
-PNG and as a section of ``RUN/analysis/report.html`` (rebuilt from whatever analyses are there); and
-``reasonlens study``."""
+"""``reasonlens analyze {convergence,dimensionality,steps,scaling,halting,fixed-points,lyapunov,rollouts} RUN``:
+reasoning dynamics of an HRM-family checkpoint (our run directory or an official checkpoint folder) and why
+it fails, written to ``RUN/analysis/`` as JSON + PNG and as a section of ``RUN/analysis/report.html`` (rebuilt
+from whatever analyses are there); and ``reasonlens study``."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ from typing import Annotated
 import typer
 
 from reasonlens.cli.errors import user_errors
-from reasonlens.hrm.analysis import dynamics, pictures
+from reasonlens.hrm.analysis import dynamics, fixed_points, halting, lyapunov, pictures
 from reasonlens.hrm.analysis.adapter import HRMAdapter
 from reasonlens.hrm.analysis.studies import load_study, run_study, select
+from reasonlens.hrm.evaluation import perturbed
 from reasonlens.interp import InterpError
 from reasonlens.interp.report import table_html, write_html_report
 from reasonlens.utils.io import write_json
 
-app = typer.Typer(help="Reasoning dynamics of an HRM checkpoint: convergence, dimensionality, steps, scaling.")
+app = typer.Typer(
+    help="Reasoning dynamics of an HRM checkpoint (convergence, dimensionality, steps, scaling) and why it fails "
+    "(halting, fixed-points, lyapunov, rollouts)."
+)
 
 RunArg = Annotated[Path, typer.Argument(help="run directory (or official checkpoint folder)")]
 DataOpt = Annotated[Path | None, typer.Option(help="dataset folder (default: the one the run was trained on)")]
@@ -27,7 +31,7 @@ OutOpt = Annotated[Path | None, typer.Option("--out", help="output folder (defau
 DeviceOpt = Annotated[str, typer.Option(help="cpu | cuda | auto")]
 
 
-ANALYSES = ("convergence", "dimensionality", "steps", "scaling")
+ANALYSES = ("convergence", "dimensionality", "steps", "scaling", "halting", "fixed_points", "lyapunov", "rollouts")
 
 
 def output_dir(run: str | Path, out: str | Path | None = None) -> Path:
@@ -161,6 +165,109 @@ def run_scaling(run, data=None, puzzles: int = 500, factor: int = 4, out=None, d
     return result
 
 
+def _factor_steps(adapter: HRMAdapter, factor: int) -> int:
+    if factor < 1:
+        raise InterpError(f"--factor must be >= 1 (run up to factor × the trained ACT steps), got {factor}")
+    return factor * adapter.model.config.halt_max_steps
+
+
+def run_halting(run, data=None, puzzles: int = 1000, factor: int = 1, out=None, device="cpu") -> dict:
+    """Q-halting vs fixed Mmax (Mmax = ``factor`` × the trained ACT steps) and the Q head as a classifier."""
+    adapter = _adapter(run, data, device)
+    steps = _factor_steps(adapter, factor)
+    trajectories = dynamics.collect_trajectories(adapter, _puzzles(adapter, puzzles), steps, keep_states=False)
+    result = {"run": str(run), "trained_act_steps": adapter.model.config.halt_max_steps}
+    result |= halting.halting_report(trajectories)
+    folder = output_dir(run, out)
+    write_json(folder / "halting.json", result)
+    pictures.halting_plot(result, folder / "halting.png")
+    write_report(folder)
+    return result
+
+
+def run_fixed_points(
+    run,
+    data=None,
+    puzzles: int = 1000,
+    factor: int = 4,
+    window: int = 4,
+    max_period: int = 8,
+    tolerance: float = 1e-3,
+    starts: int = 8,
+    std: float = 1.0,
+    one_blank: bool = True,
+    out=None,
+    device="cpu",
+) -> dict:
+    """Settling classes over ``factor`` × the trained ACT steps, guessing from ``starts`` starts (over the
+    trained ACT steps) and, on Sudoku, the one-blank probe (module :mod:`~reasonlens.hrm.analysis.fixed_points`)."""
+    adapter = _adapter(run, data, device)
+    steps = _factor_steps(adapter, factor)
+    batches = adapter.batches(_puzzles(adapter, puzzles))
+    settle = {"window": window, "max_period": max_period, "tolerance": tolerance}
+    result = {"run": str(run), "settling": fixed_points.settling(adapter.model, batches, steps, **settle)}
+    trained = adapter.model.config.halt_max_steps
+    result["guessing"] = fixed_points.guessing(adapter.model, batches, trained, starts, std) if starts > 1 else None
+    is_sudoku = pictures.dataset_kind(adapter.dataset_dir) == "sudoku"
+    result["one_blank"] = (
+        fixed_points.one_blank(adapter.model, batches, steps, **settle) if one_blank and is_sudoku else None
+    )
+    folder = output_dir(run, out)
+    write_json(folder / "fixed_points.json", result)
+    pictures.settling_plot(result["settling"], folder / "fixed_points.png")
+    write_report(folder)
+    return result
+
+
+def run_lyapunov(
+    run, data=None, puzzles: int = 1000, factor: int = 2, burn_in: int = 2, out=None, device="cpu"
+) -> dict:
+    """λ₁ per puzzle over ``factor`` × the trained ACT steps, and how well it predicts failure."""
+    adapter = _adapter(run, data, device)
+    steps = _factor_steps(adapter, factor)
+    result = {"run": str(run), "trained_act_steps": adapter.model.config.halt_max_steps}
+    result |= lyapunov.lyapunov(adapter.model, adapter.batches(_puzzles(adapter, puzzles)), steps, burn_in)
+    folder = output_dir(run, out)
+    write_json(folder / "lyapunov.json", result)
+    pictures.lyapunov_plot(result, folder / "lyapunov.png")
+    write_report(folder)
+    return result
+
+
+def run_rollouts(
+    run,
+    data=None,
+    puzzles: int = 1000,
+    rollouts: int = 32,
+    noise: float = 0.0,
+    symmetries: bool = True,
+    max_steps: int | None = None,
+    out=None,
+    device="cpu",
+) -> dict:
+    """Accuracy against K = 1, 2, 4, … ``rollouts`` perturbed rollouts, by vote and by Q."""
+    perturbed.check_rollout_args(rollouts, "vote", noise, symmetries)
+    adapter = _adapter(run, data, device)
+    batches = adapter.batches(_puzzles(adapter, puzzles))
+    task = pictures.dataset_kind(adapter.dataset_dir)
+    answers = perturbed.perturbed_answers(adapter.model, batches, rollouts, max_steps, task, symmetries, noise)
+    curve = answers.curve(perturbed.rollout_counts(rollouts))
+    result = {
+        "run": str(run),
+        "puzzles": int(answers.labels.shape[0]),
+        "act_steps": answers.steps,
+        "symmetries": symmetries,
+        "noise": noise,
+        "curve": curve,
+        "best": max(curve, key=lambda row: (max(row["vote"], row["q"]), -row["rollouts"])),
+    }
+    folder = output_dir(run, out)
+    write_json(folder / "rollouts.json", result)
+    pictures.rollouts_plot(curve, folder / "rollouts.png")
+    write_report(folder)
+    return result
+
+
 def write_report(folder: Path) -> Path:
     """``report.html`` with a section per analysis present in ``folder``."""
     sections: list[tuple[str, str | Path]] = []
@@ -187,6 +294,37 @@ def write_report(folder: Path) -> Path:
         result = json.loads((folder / "scaling.json").read_text())
         sections.append(("Inference-time scaling", table_html(result["rows"])))
         sections.append(("Accuracy vs ACT steps", folder / "scaling.png"))
+    if (folder / "halting.json").exists():
+        result = json.loads((folder / "halting.json").read_text())
+        rows = [
+            {"evaluation": "fixed Mmax", **{k: result["fixed"][k] for k in ("exact", "mean_steps")}},
+            {"evaluation": "Q-halting", **{k: result["q_halting"][k] for k in ("exact", "mean_steps")}},
+        ]
+        sections.append(("Halting: Q-halting vs fixed Mmax", table_html(rows)))
+        sections.append(("Halting steps and Q-head calibration", folder / "halting.png"))
+    if (folder / "fixed_points.json").exists():
+        result = json.loads((folder / "fixed_points.json").read_text())
+        sections.append(("Fixed points: settling classes", table_html(result["settling"]["classes"])))
+        sections.append(("Residuals of solved and failed puzzles", folder / "fixed_points.png"))
+        if result.get("guessing"):
+            guess = result["guessing"]
+            keys = ("starts", "clean_exact", "any_start_exact", "majority_exact", "mean_distinct_answers")
+            sections.append(("Guessing: answers from perturbed starts", table_html([{k: guess[k] for k in keys}])))
+        if result.get("one_blank"):
+            sections.append(("One blank cell", table_html(result["one_blank"]["classes"])))
+    if (folder / "lyapunov.json").exists():
+        result = json.loads((folder / "lyapunov.json").read_text())
+        rows = [
+            {"outcome": k, **{m: result[k][m] for m in ("puzzles", "median", "q25", "q75")}}
+            for k in ("solved", "failed")
+            if result[k]
+        ]
+        sections.append((f"Lyapunov exponents (AUC of failure {result['auc_failure']})", table_html(rows)))
+        sections.append(("λ₁ of solved and failed puzzles", folder / "lyapunov.png"))
+    if (folder / "rollouts.json").exists():
+        result = json.loads((folder / "rollouts.json").read_text())
+        sections.append(("Perturbed rollouts: accuracy vs K", table_html(result["curve"])))
+        sections.append(("Accuracy vs rollouts", folder / "rollouts.png"))
     return write_html_report(folder / "report.html", "Reasoning dynamics", sections)
 
 
@@ -277,6 +415,108 @@ def scaling(
             f"with Q halting {row['exact_with_halting']:.3f} in {row['mean_steps_with_halting']:.2f} ACT steps"
         )
     typer.echo(f"wrote {output_dir(run, out)}/scaling.json, scaling.png, report.html")
+
+
+@app.command("halting")
+def halting_command(
+    run: RunArg,
+    data: DataOpt = None,
+    puzzles: Annotated[int, typer.Option(help="test puzzles")] = 1000,
+    factor: Annotated[int, typer.Option(help="Mmax = factor × the trained halt_max_steps")] = 1,
+    out: OutOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Q-halting vs fixed Mmax at evaluation, and the Q head as a classifier of 'already right'."""
+    with user_errors():
+        result = run_halting(run, data, puzzles, factor, out, device)
+    for line in halting.halting_lines(result):
+        typer.echo(line)
+    typer.echo(f"wrote {output_dir(run, out)}/halting.json, halting.png, report.html")
+
+
+@app.command("fixed-points")
+def fixed_points_command(
+    run: RunArg,
+    data: DataOpt = None,
+    puzzles: Annotated[int, typer.Option(help="test puzzles")] = 1000,
+    factor: Annotated[int, typer.Option(help="run factor × the trained ACT steps")] = 4,
+    window: Annotated[int, typer.Option(help="final segments a class must hold over")] = 4,
+    max_period: Annotated[int, typer.Option(help="longest cycle looked for")] = 8,
+    tolerance: Annotated[float, typer.Option(help="relative distance below which states are equal")] = 1e-3,
+    starts: Annotated[int, typer.Option(help="starts for guessing (the clean one + perturbed ones; 1: skip)")] = 8,
+    std: Annotated[float, typer.Option(help="noise std on the first ACT step's states of a perturbed start")] = 1.0,
+    one_blank: Annotated[bool, typer.Option(help="Sudoku: also the one-blank-cell probe")] = True,
+    out: OutOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Where trajectories end (settled-correct, settled-wrong, cycling, wandering), guessing from perturbed
+    starts, and puzzles with one blank cell."""
+    with user_errors():
+        result = run_fixed_points(
+            run, data, puzzles, factor, window, max_period, tolerance, starts, std, one_blank, out, device
+        )
+    settle = result["settling"]
+    typer.echo(f"  {settle['puzzles']} puzzles × {settle['steps']} ACT steps: exact {settle['exact']:.3f}")
+    for row in settle["classes"]:
+        exact = "—" if row["exact"] is None else f"{row['exact']:.3f}"
+        typer.echo(f"  {row['class']:<16} {row['count']:>5}  ({100 * row['share']:.1f}%)  exact {exact}")
+    if result["guessing"]:
+        g = result["guessing"]
+        typer.echo(
+            f"  guessing ({g['starts']} starts): {g['mean_distinct_answers']:.2f} distinct answers per puzzle; "
+            f"clean {g['clean_exact']:.3f}, any start {g['any_start_exact']:.3f}, majority {g['majority_exact']:.3f}"
+        )
+    if result["one_blank"]:
+        typer.echo(f"  one blank cell: exact {result['one_blank']['exact']:.3f} of {result['one_blank']['puzzles']}")
+    typer.echo(f"wrote {output_dir(run, out)}/fixed_points.json, fixed_points.png, report.html")
+
+
+@app.command("lyapunov")
+def lyapunov_command(
+    run: RunArg,
+    data: DataOpt = None,
+    puzzles: Annotated[int, typer.Option(help="test puzzles")] = 1000,
+    factor: Annotated[int, typer.Option(help="segments = factor × the trained ACT steps")] = 2,
+    burn_in: Annotated[int, typer.Option(help="segments before λ₁ is averaged")] = 2,
+    out: OutOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """The leading finite-time Lyapunov exponent of the segment map per puzzle (JVPs), and its AUC for failure."""
+    with user_errors():
+        result = run_lyapunov(run, data, puzzles, factor, burn_in, out, device)
+    for outcome in ("solved", "failed"):
+        if result[outcome]:
+            r = result[outcome]
+            typer.echo(
+                f"  {outcome:<6} {r['puzzles']:>5}  median λ₁ {r['median']:+.4f}  "
+                f"(IQR {r['q25']:+.4f} to {r['q75']:+.4f})"
+            )
+    auc = result["auc_failure"]
+    typer.echo("  AUC of λ₁ for failure: " + ("n/a (one class only)" if auc is None else f"{auc:.3f}"))
+    typer.echo(f"wrote {output_dir(run, out)}/lyapunov.json, lyapunov.png, report.html")
+
+
+@app.command("rollouts")
+def rollouts_command(
+    run: RunArg,
+    data: DataOpt = None,
+    puzzles: Annotated[int, typer.Option(help="test puzzles")] = 1000,
+    rollouts: Annotated[int, typer.Option(help="largest K (the curve has 1, 2, 4, … K)")] = 32,
+    noise: Annotated[float, typer.Option(help="state-noise std for rollouts 2..K (0: none)")] = 0.0,
+    symmetries: Annotated[bool, typer.Option(help="transform each rollout by a task symmetry")] = True,
+    max_steps: Annotated[int | None, typer.Option(help="ACT steps per rollout (default: the trained number)")] = None,
+    out: OutOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Perturbed rollouts at inference: accuracy against K by majority vote and by the Q head."""
+    with user_errors():
+        result = run_rollouts(run, data, puzzles, rollouts, noise, symmetries, max_steps, out, device)
+    for row in result["curve"]:
+        typer.echo(
+            f"  K={row['rollouts']:>3}: vote {row['vote']:.3f}  q {row['q']:.3f}  oracle {row['oracle']:.3f}  "
+            f"({row['act_steps_per_puzzle']} ACT steps per puzzle)"
+        )
+    typer.echo(f"wrote {output_dir(run, out)}/rollouts.json, rollouts.png, report.html")
 
 
 def study(

@@ -1,5 +1,6 @@
 """``reasonlens evaluate``: evaluate a checkpoint (ours or official) on a dataset's test split and write the
-results (JSON; ARC datasets also a submission file and voting pass@k)."""
+results (JSON; ARC datasets also a submission file and voting pass@k); with ``--banks`` on the shipped 9×9
+Sudoku banks; with ``--rollouts K`` by K perturbed rollouts per puzzle (:mod:`reasonlens.hrm.evaluation.perturbed`)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import numpy as np
 import typer
 
 from reasonlens.cli.errors import user_errors
+from reasonlens.hrm.analysis.adapter import HRMAdapter
+from reasonlens.hrm.analysis.pictures import dataset_kind
 from reasonlens.hrm.data.format import DatasetError
 from reasonlens.hrm.data.sampler import PuzzleBatches
 from reasonlens.hrm.evaluation.arc_voting import SCORING_RULES, evaluate_arc_predictions, write_submission
+from reasonlens.hrm.evaluation.perturbed import SELECTIONS, check_rollout_args, perturbed_answers, rollout_counts
 from reasonlens.hrm.evaluation.rollout import (
     DEFAULT_SAVE_OUTPUTS,
     EvaluationError,
@@ -112,6 +116,47 @@ def run_bank_evaluation(
     return result
 
 
+def run_rollout_evaluation(
+    checkpoint,
+    data=None,
+    rollouts=8,
+    select="vote",
+    noise=0.0,
+    symmetries=True,
+    max_steps=None,
+    batch_size=64,
+    device="auto",
+    out=None,
+) -> dict:
+    """Evaluate ``checkpoint`` on the whole test split by ``rollouts`` perturbed rollouts per puzzle, the answer
+    chosen by ``select``; the curve over K = 1, 2, 4, … comes from the same run (K = 1 is the plain evaluation)."""
+    check_evaluation_args(batch_size, max_steps)
+    check_rollout_args(rollouts, select, noise, symmetries)
+    checkpoint = Path(checkpoint)
+    adapter = HRMAdapter.from_checkpoint(checkpoint, data, "test", max_steps, device)
+    batches = adapter.batches(range(adapter.num_examples), batch_size)
+    task = dataset_kind(adapter.dataset_dir)
+    answers = perturbed_answers(adapter.model, batches, rollouts, adapter.max_steps, task, symmetries, noise)
+    curve = answers.curve(rollout_counts(rollouts))
+    out = Path(out) if out else (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "evaluation_rollouts.json"
+    result = {
+        "checkpoint": str(checkpoint),
+        "data": str(adapter.dataset_dir),
+        "puzzles": int(answers.labels.shape[0]),
+        "act_steps": adapter.max_steps,
+        "rollouts": rollouts,
+        "select": select,
+        "symmetries": symmetries,
+        "noise": noise,
+        "exact_accuracy": curve[-1][select],
+        "plain_exact_accuracy": curve[0][select],
+        "curve": curve,
+        "out": str(out),
+    }
+    write_json(out, result)
+    return result
+
+
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="run directory / model.safetensors, or an official checkpoint")],
     data: Annotated[
@@ -134,12 +179,20 @@ def evaluate(
         typer.Option(help="9×9 Sudoku: evaluate on the shipped banks instead (all, or names: se_hard,...)"),
     ] = None,
     per_bank: Annotated[int, typer.Option(help="with --banks: puzzles drawn per bank (seeded)")] = 500,
+    rollouts: Annotated[
+        int, typer.Option(help="K perturbed rollouts per puzzle (task symmetries / noise), one answer chosen")
+    ] = 1,
+    select: Annotated[str, typer.Option(help=f"with --rollouts: how to choose ({' | '.join(SELECTIONS)})")] = "vote",
+    noise: Annotated[float, typer.Option(help="with --rollouts: state-noise std for rollouts 2..K")] = 0.0,
+    symmetries: Annotated[bool, typer.Option(help="with --rollouts: transform each rollout by a task symmetry")] = True,
 ) -> None:
     """Evaluate a checkpoint on the test split: exact accuracy (headline), token accuracy, q-halt accuracy,
     mean steps; ARC datasets also get voting pass@k under both scoring rules. With ``--banks``: a 9×9 Sudoku
     model on the real banks, per bank and per difficulty bucket with 95% intervals."""
     if banks is not None:
         with user_errors():
+            if rollouts != 1:
+                raise ConfigError("--rollouts evaluates the test split; it cannot be combined with --banks")
             result = run_bank_evaluation(checkpoint, banks, per_bank, max_steps, min(batch_size, 64), device, out, data)
         typer.echo(f"{result['checkpoint']}: {result['act_steps']} ACT steps (trained {result['trained_act_steps']})")
         for name, row in {**result["banks"], **result["buckets"]}.items():
@@ -150,6 +203,19 @@ def evaluate(
                 )
         overlap = result["train_overlap"]
         typer.echo("  training overlap: " + ("not checked (no dataset)" if overlap is None else f"{overlap} puzzles"))
+        typer.echo(f"wrote {result['out']}")
+        return
+    if rollouts != 1:
+        with user_errors():
+            result = run_rollout_evaluation(
+                checkpoint, data, rollouts, select, noise, symmetries, max_steps, min(batch_size, 64), device, out
+            )
+        typer.echo(f"{result['data']}: {result['puzzles']} puzzles, {result['act_steps']} ACT steps per rollout")
+        for row in result["curve"]:
+            typer.echo(
+                f"  K={row['rollouts']:>3}: vote {row['vote']:.4f}  q {row['q']:.4f}  oracle {row['oracle']:.4f}"
+            )
+        typer.echo(f"  exact_accuracy   {result['exact_accuracy']:.4f} ({rollouts} rollouts, chosen by {select})")
         typer.echo(f"wrote {result['out']}")
         return
     with user_errors():

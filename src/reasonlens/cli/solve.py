@@ -15,6 +15,7 @@ import typer
 from reasonlens.cli.errors import user_errors
 from reasonlens.hrm.data import sudoku_solver
 from reasonlens.hrm.data.sudoku import encode_board
+from reasonlens.hrm.evaluation.perturbed import SELECTIONS, check_rollout_args
 from reasonlens.hrm.evaluation.rollout import check_evaluation_args
 from reasonlens.hrm.evaluation.solve import (
     PuzzleRollout,
@@ -22,6 +23,7 @@ from reasonlens.hrm.evaluation.solve import (
     load_sudoku_model,
     read_puzzle,
     solve_puzzle,
+    solve_with_rollouts,
 )
 from reasonlens.hrm.training.checkpoint import model_arch
 from reasonlens.utils.device import resolve_device
@@ -43,10 +45,22 @@ def check_output_file(path: Path | None, flag: str) -> None:
             break
 
 
-def run_solve(checkpoint, puzzle: str, index: int = 0, max_steps=None, device="cpu", outputs=()) -> dict:
-    """Read the puzzle, load the checkpoint, run the ACT steps; ``outputs`` are (path, flag) pairs checked
-    before anything runs. Returns the rollout and what is printed and written."""
+def run_solve(
+    checkpoint,
+    puzzle: str,
+    index: int = 0,
+    max_steps=None,
+    device="cpu",
+    outputs=(),
+    rollouts=1,
+    select="vote",
+    noise=0.0,
+) -> dict:
+    """Read the puzzle, load the checkpoint, run the ACT steps (and with ``rollouts`` > 1 that many perturbed
+    rollouts, one answer chosen by ``select``); ``outputs`` are (path, flag) pairs checked before anything runs.
+    Returns the rollout and what is printed and written."""
     check_evaluation_args(1, max_steps)
+    check_rollout_args(rollouts, select, noise, True)
     for path, flag in outputs:
         check_output_file(path, flag)
     device = resolve_device(device)
@@ -55,6 +69,8 @@ def run_solve(checkpoint, puzzle: str, index: int = 0, max_steps=None, device="c
     rollout = solve_puzzle(model, board, max_steps)
     source = where or "command line"
     result = {"checkpoint": str(checkpoint), "source": source, "arch": model_arch(model), **rollout.to_dict()}
+    if rollouts > 1:
+        result["perturbed"] = solve_with_rollouts(model, board, rollouts, select, noise, max_steps)
     return {"rollout": rollout, "result": result}
 
 
@@ -120,6 +136,24 @@ def print_rollout(result: dict, rollout: PuzzleRollout) -> None:
         typer.echo("valid: " + typer.style("true", fg="green", bold=True) + " (the final grid solves the puzzle)")
     else:
         typer.echo("valid: " + typer.style("false", fg="red", bold=True) + f" ({rollout.problem})")
+
+
+def print_perturbed(result: dict, puzzle: np.ndarray) -> None:
+    """The answer chosen among the perturbed rollouts, with how many agree and how many are solutions."""
+    p = result["perturbed"]
+    noise = f" and state noise {p['noise']}" if p["noise"] else ""
+    typer.echo("")
+    typer.echo(
+        f"{p['rollouts']} rollouts (Sudoku symmetries{noise}): {p['distinct_answers']} distinct answers, "
+        f"{p['valid_rollouts']} of them solutions; chosen by {p['selection']}: rollout {p['chosen']}, "
+        f"given by {p['agreeing']} of {p['rollouts']}"
+    )
+    for line in board_lines(puzzle, np.asarray(p["grid"]), set()):
+        typer.echo(line)
+    if p["valid"]:
+        typer.echo("valid: " + typer.style("true", fg="green", bold=True) + " (the chosen grid solves the puzzle)")
+    else:
+        typer.echo("valid: " + typer.style("false", fg="red", bold=True) + f" ({p['problem']})")
 
 
 # ------------------------------------------------------------------------------------------------ pictures
@@ -188,12 +222,19 @@ def solve(
         Path | None, typer.Option(help="write the boards as an animated GIF, one frame per ACT step")
     ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N | mps")] = "cpu",
+    rollouts: Annotated[
+        int, typer.Option(help="also run K perturbed rollouts (Sudoku symmetries) and choose one answer")
+    ] = 1,
+    select: Annotated[str, typer.Option(help=f"with --rollouts: how to choose ({' | '.join(SELECTIONS)})")] = "vote",
+    noise: Annotated[float, typer.Option(help="with --rollouts: state-noise std for rollouts 2..K")] = 0.0,
 ) -> None:
     """Solve one Sudoku puzzle with an HRM-family checkpoint, printing the board after every ACT step with the
     halting Q values, and whether the final grid solves the puzzle (checked by the rules, never a label)."""
     with user_errors():
         outputs = [(json_path, "--json"), (png, "--png"), (gif, "--gif")]
-        solved = run_solve(checkpoint, puzzle, index, max_steps, device, outputs)
+        solved = run_solve(checkpoint, puzzle, index, max_steps, device, outputs, rollouts, select, noise)
         print_rollout(solved["result"], solved["rollout"])
+        if "perturbed" in solved["result"]:
+            print_perturbed(solved["result"], solved["rollout"].puzzle)
         for path in write_outputs(solved["result"], solved["rollout"], json_path, png, gif):
             typer.echo(f"wrote {path}")

@@ -126,6 +126,11 @@ class HRMAdapter:
             )
         return {k: v.to(self.device) for k, v in collate_examples(self.metadata, self.arrays, indices).items()}
 
+    def batches(self, indices: Sequence[int], chunk_size: int = 64) -> list[dict[str, torch.Tensor]]:
+        """The puzzles ``indices`` as batches of at most ``chunk_size`` rows, in order."""
+        indices = list(indices)
+        return [self.batch(indices[start : start + chunk_size]) for start in range(0, len(indices), chunk_size)]
+
     def run(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         carry = self.model.initial_carry(batch)
         with halting_at(self.model, self.max_steps):

@@ -21,7 +21,7 @@ trained z_H 89.95 vs z_L 30.22 (ratio 2.98) and untrained 40.75 vs 42.09 on Sudo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +31,7 @@ from reasonlens.hrm.analysis.adapter import hrm_aliases
 from reasonlens.hrm.data.format import IGNORE_LABEL_ID
 from reasonlens.hrm.evaluation.rollout import halting_at
 from reasonlens.hrm.evaluation.scoring import score_predictions
+from reasonlens.hrm.models.hrm_act_v1 import InnerCarry
 from reasonlens.hrm.training.checkpoint import build_model, model_arch
 from reasonlens.interp import InterpError, SitePatch, capture, intervene
 
@@ -48,6 +49,7 @@ class Trajectories:
     labels: torch.Tensor  # (N, cells)
     inputs: torch.Tensor  # (N, cells)
     prefix_len: int
+    halts: torch.Tensor | None = None  # (steps, N) the model's halting rule fired; None: q_halt > q_continue
 
     @property
     def steps(self) -> int:
@@ -57,6 +59,15 @@ class Trajectories:
         """(calls, N, cells, hidden): the states without the puzzle-embedding prefix."""
         return self.states[module][:, :, self.prefix_len :]
 
+    def wants_halt(self) -> torch.Tensor:
+        """(steps, N) bool: the halting rule fires after this ACT step."""
+        return self.halts if self.halts is not None else self.q_halt > self.q_continue
+
+
+# Called after every ACT step of a rollout with (ACT step from 0, the batch's rows in the output, the batch,
+# the latent state the step started from, the state it produced). States keep the puzzle-embedding prefix.
+Observer = Callable[[int, slice, dict, InnerCarry, InnerCarry], None]
+
 
 def _modules(model) -> list[str]:
     names = dict(model.named_modules())
@@ -64,48 +75,49 @@ def _modules(model) -> list[str]:
 
 
 @torch.no_grad()
-def collect_trajectories(
-    adapter,
-    indices: Sequence[int],
-    steps: int | None = None,
-    chunk_size: int = 64,
+def rollout(
+    model,
+    batches: Iterable[dict[str, torch.Tensor]],
+    steps: int,
     patches: Sequence = (),
-    keep_states: bool = True,
+    modules: Sequence[str] = (),
+    observe: Observer | None = None,
 ) -> Trajectories:
-    """Run ``steps`` ACT steps (default: the model's ``halt_max_steps``) on the puzzles ``indices``,
-    with the engine's ``patches`` (:class:`~reasonlens.interp.SitePatch`) applied, if any. Without
-    ``keep_states`` only the outputs are kept (``states`` is empty): long rollouts of many puzzles then fit
-    in memory (a 9×9 model's states take ~16 MB per puzzle over 64 ACT steps)."""
-    steps = steps or adapter.max_steps
-    modules = _modules(adapter.model)
-    if not modules:
-        raise InterpError(f"{type(adapter.model).__name__} has no reasoning modules ({', '.join(MODULES)})")
-    if not keep_states:
-        modules = []
-    parts: dict[str, list] = {"logits": [], "q_halt": [], "q_continue": [], "labels": [], "inputs": []}
+    """The one eval-mode ACT rollout every dynamics analysis runs: each batch from a fresh carry for ``steps``
+    ACT steps (eval never halts early), with the engine's ``patches`` applied, the outputs of ``modules``
+    recorded at every call and ``observe`` called after every ACT step."""
+    parts: dict[str, list] = {key: [] for key in ("logits", "q_halt", "q_continue", "halts", "labels", "inputs")}
     states: dict[str, list] = {m: [] for m in modules}
-    for start in range(0, len(indices), chunk_size):
-        batch = adapter.batch(list(indices)[start : start + chunk_size])
-        logits, q_halt, q_continue = [], [], []
+    done = 0
+    for batch in batches:
+        rows = slice(done, done + batch["inputs"].shape[0])
+        done = rows.stop
+        per_step: dict[str, list] = {key: [] for key in ("logits", "q_halt", "q_continue", "halts")}
         with (
-            intervene(adapter.model, patches),
-            capture(adapter.model, modules, to_cpu=True) as cache,
-            halting_at(adapter.model, steps),
+            intervene(model, patches),
+            capture(model, list(modules), to_cpu=True) as cache,
+            halting_at(model, steps),
         ):
-            carry = adapter.model.initial_carry(batch)
-            for _ in range(steps):
-                carry, outputs = adapter.model(carry, batch)
-                logits.append(outputs["logits"].float().cpu())
-                q_halt.append(outputs["q_halt_logits"].float().cpu())
-                q_continue.append(outputs["q_continue_logits"].float().cpu())
+            carry = model.initial_carry(batch)
+            for step in range(steps):
+                before = model.inner.reset_carry(carry.halted, carry.inner_carry)
+                carry, outputs = model(carry, batch)
+                q_halt, q_continue = outputs["q_halt_logits"], outputs["q_continue_logits"]
+                per_step["logits"].append(outputs["logits"].float().cpu())
+                per_step["q_halt"].append(q_halt.float().cpu())
+                per_step["q_continue"].append(q_continue.float().cpu())
+                per_step["halts"].append(model.halt_signal(q_halt, q_continue).cpu())
+                if observe is not None:
+                    observe(step, rows, batch, before, carry.inner_carry)
         for module in modules:
             calls = sorted(k for site, k in cache if site == module)
             states[module].append(torch.stack([cache[(module, k)].float() for k in calls]))
-        parts["logits"].append(torch.stack(logits))
-        parts["q_halt"].append(torch.stack(q_halt))
-        parts["q_continue"].append(torch.stack(q_continue))
+        for key, values in per_step.items():
+            parts[key].append(torch.stack(values))
         parts["labels"].append(batch["labels"].cpu())
         parts["inputs"].append(batch["inputs"].cpu())
+    if not done:
+        raise InterpError("the rollout got no puzzles")
     return Trajectories(
         states={m: torch.cat(v, dim=1) for m, v in states.items()},
         logits=torch.cat(parts["logits"], dim=1),
@@ -113,8 +125,29 @@ def collect_trajectories(
         q_continue=torch.cat(parts["q_continue"], dim=1),
         labels=torch.cat(parts["labels"]),
         inputs=torch.cat(parts["inputs"]),
-        prefix_len=adapter.prefix_len,
+        prefix_len=model.inner.puzzle_emb_len,
+        halts=torch.cat(parts["halts"], dim=1),
     )
+
+
+def collect_trajectories(
+    adapter,
+    indices: Sequence[int],
+    steps: int | None = None,
+    chunk_size: int = 64,
+    patches: Sequence = (),
+    keep_states: bool = True,
+    observe: Observer | None = None,
+) -> Trajectories:
+    """Run ``steps`` ACT steps (default: the model's ``halt_max_steps``) on the puzzles ``indices`` of the
+    adapter's split (:func:`rollout`). Without ``keep_states`` only the outputs are kept (``states`` is
+    empty): long rollouts of many puzzles then fit in memory (a 9×9 model's states take ~16 MB per puzzle
+    over 64 ACT steps)."""
+    modules = _modules(adapter.model)
+    if not modules:
+        raise InterpError(f"{type(adapter.model).__name__} has no reasoning modules ({', '.join(MODULES)})")
+    batches = adapter.batches(indices, chunk_size)
+    return rollout(adapter.model, batches, steps or adapter.max_steps, patches, modules if keep_states else (), observe)
 
 
 @torch.no_grad()
@@ -149,15 +182,19 @@ def forward_residuals(states: torch.Tensor) -> dict[str, np.ndarray]:
     }
 
 
-def call_schedule(model, module: str, calls: int) -> list[dict]:
-    """(ACT step, high-level cycle, low-level step) of each call of ``module`` in eval mode."""
+def calls_per_step(model, module: str) -> tuple[int, int]:
+    """(calls per high-level cycle, calls per ACT step) of ``module`` in eval mode."""
     c = model.config
     names = dict(model.named_modules())
     if module == "inner.H_level" or "inner.H_level" not in names:  # one call per high-level update
         per_cycle = 1 if module == "inner.H_level" else c.L_cycles + 1  # TRM: T latent updates + answer
-        per_step = c.H_cycles * per_cycle
-    else:
-        per_cycle, per_step = c.L_cycles, c.H_cycles * c.L_cycles
+        return per_cycle, c.H_cycles * per_cycle
+    return c.L_cycles, c.H_cycles * c.L_cycles
+
+
+def call_schedule(model, module: str, calls: int) -> list[dict]:
+    """(ACT step, high-level cycle, low-level step) of each call of ``module`` in eval mode."""
+    per_cycle, per_step = calls_per_step(model, module)
     return [{"step": i // per_step, "cycle": (i % per_step) // per_cycle, "inner": i % per_cycle} for i in range(calls)]
 
 
@@ -266,23 +303,30 @@ def cycle_view(trajectories: Trajectories, model) -> Trajectories:
         labels=trajectories.labels,
         inputs=trajectories.inputs,
         prefix_len=trajectories.prefix_len,
+        halts=model.halt_signal(q[..., 0], q[..., 1]),
     )
 
 
 # ---------------------------------------------------------------------------------- inference scaling
 
 
+def halting_steps(wants_halt: torch.Tensor, max_steps: int) -> torch.Tensor:
+    """(N,) the ACT step (from 0) at which each puzzle answers when the halting rule may stop it within
+    ``max_steps`` ACT steps: the first step the rule fires, else the last one run. ``wants_halt`` (steps, N)."""
+    halts = wants_halt[:max_steps].clone()
+    halts[max_steps - 1] = True  # the last ACT step run always answers
+    return halts.float().argmax(0)  # the first True
+
+
 def per_step_accuracy(trajectories: Trajectories) -> list[dict]:
     """Token and exact accuracy of the prediction after each ACT step, and when halting by the Q head
-    (each puzzle answered at its first ACT step with q_halt > q_continue, else the last run)."""
+    (each puzzle answered at its first ACT step where the model's halting rule fires, else the last run)."""
     scores = score_predictions(trajectories.logits.argmax(-1), trajectories.labels)  # logits (steps, N, cells, V)
     exact, token = scores.exact, scores.accuracy  # (steps, N)
-    wants_halt = trajectories.q_halt > trajectories.q_continue  # (steps, N)
+    wants_halt = trajectories.wants_halt()
     rows = []
     for m in range(1, trajectories.steps + 1):
-        halts = wants_halt[:m].clone()
-        halts[m - 1] = True  # the last ACT step run always answers
-        halt_step = halts.float().argmax(0)  # first True
+        halt_step = halting_steps(wants_halt, m)
         at_halt = exact[halt_step, torch.arange(exact.shape[1])]
         rows.append(
             {
@@ -310,10 +354,11 @@ def changed_cell_accuracy(trajectories: Trajectories, step: int = -1) -> float:
 # ---------------------------------------------------------------------------- noise and sparsity
 
 
-def state_noise_patches(model, std: float, seed: int = 0) -> list[SitePatch]:
+def state_noise_patches(model, std: float, seed: int = 0, first_step_only: bool = False) -> list[SitePatch]:
     """Engine patches adding N(0, std²) to the output of every reasoning-module call (every new z_L and
-    z_H), from a seeded generator so a measurement repeats exactly. The HRM's states have RMS 1 (each
-    update ends in an RMS norm), so ``std`` is relative to the state's scale."""
+    z_H), from a seeded generator so a measurement repeats exactly; with ``first_step_only``, only to the
+    calls of the first ACT step (a perturbed start). The HRM's states have RMS 1 (each update ends in an
+    RMS norm), so ``std`` is relative to the state's scale."""
     if std < 0:
         raise InterpError(f"noise std must be >= 0, got {std}")
     generator = torch.Generator().manual_seed(seed)
@@ -322,7 +367,11 @@ def state_noise_patches(model, std: float, seed: int = 0) -> list[SitePatch]:
         noise = torch.randn(output.shape, generator=generator, dtype=torch.float32)
         return output + std * noise.to(output.device, output.dtype)
 
-    return [SitePatch(module, None, add_noise) for module in _modules(model)]
+    modules = _modules(model)
+    if not first_step_only:
+        return [SitePatch(module, None, add_noise) for module in modules]
+    # the hooks count calls over the whole rollout of a batch, so "ACT step 0" is the first calls_per_step
+    return [SitePatch(m, tuple(range(calls_per_step(model, m)[1])), add_noise) for m in modules]
 
 
 def noise_robustness(adapter, indices: Sequence[int], stds: Sequence[float], seed: int = 0) -> list[dict]:

@@ -1,5 +1,6 @@
 """Pictures of HRM reasoning dynamics: forward residuals, participation ratios, the prediction after
-every ACT step (PNG strips and an animated GIF, with the halting Q values) and inference-time scaling.
+every ACT step (PNG strips and an animated GIF, with the halting Q values), inference-time scaling, halting,
+settling, Lyapunov exponents and perturbed rollouts.
 Matplotlib runs headless; every file is written atomically.
 
 Boards: a Sudoku cell shows its predicted digit, grey if it was given, green if right, red if wrong, with
@@ -93,6 +94,99 @@ def scaling_plot(rows: list[dict], trained_steps: int, path) -> Path:
     axes.set_xscale("log", base=2)
     axes.set_xlabel("ACT steps run (compute)")
     axes.set_ylabel("accuracy")
+    axes.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
+# ------------------------------------------------------------------- halting, settling, exponents, rollouts
+
+
+def halting_plot(report: dict, path) -> Path:
+    """Exact accuracy after each ACT step with the Q-halting and fixed-Mmax answers, the halting steps, and
+    the Q head's calibration."""
+    plt = pyplot()
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.6))
+    steps = [row["act_step"] for row in report["per_step"]]
+    left.plot(steps, [row["exact"] for row in report["per_step"]], marker="o", label="exact after this ACT step")
+    left.axhline(report["q_halting"]["exact"], color="tab:orange", label="Q-halting")
+    left.axhline(report["fixed"]["exact"], color="grey", linestyle=":", label="fixed Mmax")
+    left.set_xlabel("ACT step")
+    left.set_ylabel("exact accuracy")
+    left.legend(fontsize=8)
+    middle.bar(steps, [row["halting_here"] for row in report["per_step"]], color="tab:orange")
+    middle.set_xlabel("ACT step at which the Q head halts")
+    middle.set_ylabel("puzzles")
+    bins = report["calibration"]
+    right.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    right.errorbar(
+        [b["mean_confidence"] for b in bins],
+        [b["observed"] for b in bins],
+        yerr=np.abs(np.array([b["interval_95"] for b in bins]).T - [b["observed"] for b in bins]),
+        marker="o",
+        capsize=2,
+    )
+    right.set_xlabel("sigmoid(q_halt)")
+    right.set_ylabel("share already exactly right")
+    right.set_title("Q head calibration (every ACT step)", fontsize=9)
+    return save_figure(figure, path)
+
+
+def settling_plot(report: dict, path) -> Path:
+    """Residual quantiles over segments for solved and failed puzzles (log scale), and the class counts."""
+    plt = pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    for outcome, colour in (("solved", "tab:green"), ("failed", "tab:red")):
+        curves = report["residual_quantiles"][outcome]
+        if curves is None:
+            continue
+        segments = np.arange(1, len(curves["median"]) + 1)
+        left.plot(segments, curves["median"], color=colour, label=f"{outcome} (median)")
+        left.fill_between(segments, curves["q25"], curves["q75"], color=colour, alpha=0.2)
+    left.axvline(report["trained_steps"], color="grey", linestyle=":", label="trained ACT steps")
+    left.axhline(report["tolerance"], color="black", linestyle="--", linewidth=0.8, label="tolerance")
+    left.set_yscale("log")
+    left.set_xlabel("segment (ACT step)")
+    left.set_ylabel("‖z_t − z_{t−1}‖ / ‖z_{t−1}‖")
+    left.legend(fontsize=8)
+    names = [row["class"] for row in report["classes"]]
+    colours = ["tab:green", "tab:red", "tab:purple", "tab:orange"]
+    right.bar(names, [row["count"] for row in report["classes"]], color=colours)
+    right.set_ylabel("puzzles")
+    right.tick_params(axis="x", labelsize=8, rotation=20)
+    return save_figure(figure, path)
+
+
+def lyapunov_plot(report: dict, path) -> Path:
+    """Histograms of λ₁ for solved and failed puzzles on shared bins."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(6, 3.6))
+    edges = np.array(report["histogram_edges"])
+    for outcome, colour in (("solved", "tab:green"), ("failed", "tab:red")):
+        summary = report[outcome]
+        if summary is None:
+            continue
+        axes.stairs(
+            summary["histogram"], edges, color=colour, fill=True, alpha=0.45, label=f"{outcome} ({summary['puzzles']})"
+        )
+    axes.axvline(0, color="grey", linestyle=":")
+    auc = report["auc_failure"]
+    axes.set_title("leading FTLE per puzzle" + (f" — AUC(failure) {auc:.3f}" if auc is not None else ""), fontsize=9)
+    axes.set_xlabel("λ₁ (nats per segment)")
+    axes.set_ylabel("puzzles")
+    axes.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
+def rollouts_plot(curve: list[dict], path) -> Path:
+    """Exact accuracy of the vote, the Q choice and the oracle against K rollouts (= compute)."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(5.5, 3.6))
+    ks = [row["rollouts"] for row in curve]
+    for key, label in (("vote", "majority vote"), ("q", "highest Q-halt"), ("oracle", "any rollout right")):
+        axes.plot(ks, [row[key] for row in curve], marker="o", label=label, linestyle=":" if key == "oracle" else "-")
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel(f"rollouts K (compute: K × {curve[0]['act_steps_per_puzzle']} ACT steps)")
+    axes.set_ylabel("exact accuracy")
     axes.legend(fontsize=8)
     return save_figure(figure, path)
 

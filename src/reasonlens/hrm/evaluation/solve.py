@@ -33,8 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reasonlens.hrm.data.format import IGNORE_LABEL_ID
 from reasonlens.hrm.data.sudoku import LENGTH_TO_SIZE, encode_board
 from reasonlens.hrm.data.sudoku_solver import find_conflict, is_valid_solution
+from reasonlens.hrm.evaluation.perturbed import check_rollout_args, perturbed_answers
 from reasonlens.hrm.evaluation.rollout import check_evaluation_args, halting_at
 from reasonlens.hrm.models.trm import TRM
 from reasonlens.hrm.training.checkpoint import CheckpointError, load_checkpoint
@@ -294,3 +296,50 @@ def solve_puzzle(model, puzzle: np.ndarray, max_steps: int | None = None) -> Puz
     finally:
         model.train(was_training)
     return rollout
+
+
+# ------------------------------------------------------------------------------------- perturbed rollouts
+
+
+def solve_with_rollouts(
+    model, puzzle: np.ndarray, rollouts: int, selection: str = "vote", noise: float = 0.0, max_steps=None, seed=0
+) -> dict:
+    """``rollouts`` perturbed rollouts of one puzzle (:mod:`reasonlens.hrm.evaluation.perturbed`: Sudoku
+    symmetries, state noise if ``noise`` > 0), each answer mapped back and judged by the rules; the answer
+    chosen by ``selection`` (``vote`` or ``q``). Rollout 1 is the plain rollout."""
+    check_rollout_args(rollouts, selection, noise, True)
+    puzzle = np.asarray(puzzle, dtype=np.int64)
+    size = len(puzzle)
+    check_sudoku_model(model, size, type(model).__name__)
+    device = next(model.parameters()).device
+    tokens = torch.as_tensor(encode_board(puzzle)[None], dtype=torch.int32, device=device)  # (1, n²)
+    batch = {
+        "inputs": tokens,
+        "labels": torch.full_like(tokens, IGNORE_LABEL_ID),  # no label: every answer is judged by the rules
+        "puzzle_identifiers": torch.zeros(1, dtype=torch.int32, device=device),
+    }
+    was_training = model.training
+    model.eval()
+    try:
+        runs = perturbed_answers(model, [batch], rollouts, max_steps, "sudoku", True, noise, seed)
+    finally:
+        model.train(was_training)
+    grids = [np.clip(answer[0].numpy().astype(np.int64) - 1, 0, size).reshape(size, size) for answer in runs.answers]
+    chosen = int(runs.choose(selection)[0])
+    valid = [is_solution(puzzle, grid) for grid in grids]
+    return {
+        "rollouts": rollouts,
+        "selection": selection,
+        "noise": noise,
+        "chosen": chosen + 1,
+        "agreeing": sum(np.array_equal(grid, grids[chosen]) for grid in grids),
+        "distinct_answers": len({g.tobytes() for g in grids}),
+        "valid_rollouts": int(sum(valid)),
+        "grid": grids[chosen].tolist(),
+        "valid": valid[chosen],
+        "problem": solution_problem(puzzle, grids[chosen]),
+        "per_rollout": [
+            {"rollout": k + 1, "q_halt_sigmoid": float(runs.confidence[k, 0]), "valid": ok}
+            for k, ok in enumerate(valid)
+        ],
+    }

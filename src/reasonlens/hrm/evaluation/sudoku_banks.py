@@ -14,7 +14,6 @@ counts the puzzles that may be symmetric copies of a training puzzle (0 proves n
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from reasonlens.hrm.data.sudoku import BANK_LEVELS, decode_board, encode_board, 
 from reasonlens.hrm.data.sudoku_solver import DIFFICULTIES, difficulty_bucket, rate
 from reasonlens.hrm.evaluation.rollout import check_evaluation_args, evaluate_model
 from reasonlens.utils.config import ConfigError
+from reasonlens.utils.stats import wilson_interval
 
 # every bank but forum-hardest-1905: the same kind of puzzle as forum-hardest-1106 (47 shared), 20,000 of them
 DEFAULT_BANKS = tuple(bank for bank in BANK_LEVELS if bank != "tdoku_forum_hardest_1905_11plus")
@@ -37,16 +37,6 @@ def bank_names(banks: str) -> list[str]:
     if unknown or not names:
         raise ConfigError(f"--banks {unknown or banks!r} unknown; allowed: all, or any of {', '.join(BANK_LEVELS)}")
     return names
-
-
-def wilson_interval(successes: int, count: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (0, 0 for no trials)."""
-    if count == 0:
-        return 0.0, 0.0
-    p = successes / count
-    centre = (p + z * z / (2 * count)) / (1 + z * z / count)
-    half = z * math.sqrt(p * (1 - p) / count + z * z / (4 * count * count)) / (1 + z * z / count)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def training_keys(dataset: str | Path) -> set[tuple]:

@@ -18,9 +18,10 @@ import torch
 from reasonlens.hrm.data.format import DatasetError, load_split
 from reasonlens.hrm.data.sudoku import decode_board
 from reasonlens.hrm.evaluation.rollout import check_evaluation_args
-from reasonlens.hrm.evaluation.sudoku_banks import evaluate_on_banks, solved_mask, wilson_interval
+from reasonlens.hrm.evaluation.sudoku_banks import evaluate_on_banks, solved_mask
 from reasonlens.hrm.training.checkpoint import load_checkpoint
 from reasonlens.utils.config import ConfigError
+from reasonlens.utils.stats import wilson_interval
 
 # givens of the test puzzles, grouped (inclusive ranges): the frontier of what a run solves moves down them
 GIVENS_BINS = ((17, 30), (31, 45), (46, 60), (61, 80))

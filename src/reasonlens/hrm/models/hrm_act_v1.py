@@ -178,6 +178,13 @@ class RecurrentCore(nn.Module):
         z_L = torch.where(flag, self.L_init, carry.z_L) if self.has_L_state else None
         return InnerCarry(z_H=torch.where(flag, self.H_init, carry.z_H), z_L=z_L)
 
+    def segment_map(self, batch: dict[str, torch.Tensor]):
+        """One ACT step on the fixed inputs of ``batch`` as a pure function of the latent state,
+        ``(z_H, z_L) -> (z_H', z_L')`` (the segment map whose Jacobian the Lyapunov analysis probes)."""
+        x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"])
+        cos_sin = self.cos_sin()
+        return lambda z_H, z_L: self.recur(z_H, z_L, x, cos_sin)
+
     def forward(self, carry: InnerCarry, batch: dict[str, torch.Tensor]) -> InnerOutput:
         """One ACT step from ``carry`` on ``batch`` (see :class:`InnerOutput`)."""
         x = self.input_embeddings(batch["inputs"], batch["puzzle_identifiers"])  # (B, P + S, D)
