@@ -258,6 +258,9 @@ def test_one_rollout_is_the_plain_evaluation_and_more_never_lose_the_oracle():
     assert curve[0]["vote"] == curve[0]["q"] == curve[0]["oracle"] == 0.5
     assert [row["oracle"] for row in curve] == sorted(row["oracle"] for row in curve)
     assert curve[-1]["act_steps_per_puzzle"] == 12
+    gain = answers.gain("vote", 4)
+    assert gain["gain"] == pytest.approx(curve[-1]["vote"] - curve[0]["vote"])
+    assert gain["interval_95"][0] <= gain["gain"] <= gain["interval_95"][1]
 
 
 def test_vote_and_q_choices_by_hand():

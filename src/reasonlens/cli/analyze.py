@@ -259,8 +259,9 @@ def run_rollouts(
         "symmetries": symmetries,
         "noise": noise,
         "curve": curve,
-        "best": max(curve, key=lambda row: (max(row["vote"], row["q"]), -row["rollouts"])),
     }
+    best = max(curve, key=lambda row: (max(row["vote"], row["q"]), -row["rollouts"]))  # the smallest best K
+    result["best"] = answers.gain("vote" if best["vote"] >= best["q"] else "q", best["rollouts"])
     folder = output_dir(run, out)
     write_json(folder / "rollouts.json", result)
     pictures.rollouts_plot(curve, folder / "rollouts.png")
@@ -516,6 +517,12 @@ def rollouts_command(
             f"  K={row['rollouts']:>3}: vote {row['vote']:.3f}  q {row['q']:.3f}  oracle {row['oracle']:.3f}  "
             f"({row['act_steps_per_puzzle']} ACT steps per puzzle)"
         )
+    best = result["best"]
+    low, high = best["interval_95"]
+    typer.echo(
+        f"  best: K={best['rollouts']} by {best['selection']}, {100 * best['gain']:+.1f} points over K=1 "
+        f"(95% {100 * low:+.1f} to {100 * high:+.1f})"
+    )
     typer.echo(f"wrote {output_dir(run, out)}/rollouts.json, rollouts.png, report.html")
 
 

@@ -36,6 +36,7 @@ from reasonlens.hrm.data.format import dihedral_transform
 from reasonlens.hrm.data.sudoku import LENGTH_TO_SIZE, random_transform
 from reasonlens.hrm.evaluation.scoring import score_predictions
 from reasonlens.utils.errors import UserInputError
+from reasonlens.utils.stats import paired_bootstrap
 
 SELECTIONS = ("vote", "q")
 SYMMETRY_TASKS = ("sudoku", "maze")
@@ -145,6 +146,17 @@ class PerturbedAnswers:
 
     def chosen_exact(self, selection: str, k: int | None = None) -> torch.Tensor:
         return self.exact[self.choose(selection, k), torch.arange(self.exact.shape[1])]
+
+    def gain(self, selection: str, k: int) -> dict:
+        """Exact accuracy of the choice among the first ``k`` rollouts minus that of the plain rollout, with a
+        95% paired bootstrap interval over puzzles."""
+        chosen, plain = self.chosen_exact(selection, k).numpy(), self.exact[0].numpy()
+        return {
+            "rollouts": k,
+            "selection": selection,
+            "gain": float(chosen.mean() - plain.mean()),
+            "interval_95": list(paired_bootstrap(chosen, plain)),
+        }
 
     def curve(self, ks: Sequence[int]) -> list[dict]:
         """Exact accuracy of both choices and of the oracle for each K in ``ks``, with ACT steps per puzzle."""
