@@ -360,3 +360,17 @@ def test_careless_input_is_one_line(tiny_run, tmp_path, args, expected):
     assert result.exit_code == 2, result.output
     assert expected in result.output
     assert sorted(tiny_run.rglob("*")) == before
+
+
+def test_maze_rollouts_run_through_the_dihedral_maps(tmp_path):
+    from reasonlens.cli.evaluate import run_rollout_evaluation
+    from reasonlens.hrm import save_checkpoint
+    from reasonlens.hrm.data.maze import build_maze_dataset
+
+    data = build_maze_dataset({"out_dir": tmp_path / "maze", "size": 6, "train_size": 4, "test_size": 6, "workers": 1})
+    torch.manual_seed(0)
+    save_checkpoint(HRMACTv1(tiny_hrm_config(seq_len=36, vocab_size=6, halt_max_steps=2)), tmp_path / "run")
+    plain = run_evaluation(tmp_path / "run", data=data, out=tmp_path / "plain.json")["metrics"]["exact_accuracy"]
+    result = run_rollout_evaluation(tmp_path / "run", data, rollouts=8, out=tmp_path / "r.json", device="cpu")
+    assert result["puzzles"] == 6 and [row["rollouts"] for row in result["curve"]] == [1, 2, 4, 8]
+    assert result["plain_exact_accuracy"] == pytest.approx(plain)
