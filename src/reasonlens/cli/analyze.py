@@ -325,6 +325,7 @@ def write_report(folder: Path) -> Path:
     if (folder / "rollouts.json").exists():
         result = json.loads((folder / "rollouts.json").read_text())
         sections.append(("Perturbed rollouts: accuracy vs K", table_html(result["curve"])))
+        sections.append(("The best K's gain over K = 1 (95% paired bootstrap)", table_html([result["best"]])))
         sections.append(("Accuracy vs rollouts", folder / "rollouts.png"))
     return write_html_report(folder / "report.html", "Reasoning dynamics", sections)
 
