@@ -679,3 +679,12 @@ def test_cli_lists_take_commas_and_bad_values_name_the_field(tmp_path):
     result = runner.invoke(data_app, ["sudoku", str(tmp_path / "x"), "--size", "four"])
     assert result.exit_code == 2 and "size: Input should be a valid integer" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_4x4_splits_are_held_out_by_puzzle_and_the_demo_size_builds(tmp_path):
+    """A 4×4 board's few givens share symmetry keys across most puzzles: holding out by key would starve the
+    train split (the demo's 20,000 + 500 looped for millions of attempts), so 4×4 is held out by puzzle."""
+    folder = build(tmp_path, "four", source="generate", size=4, train_size=3000, test_size=300, seed=0)
+    train, test = set(split_texts(folder, "train", 4)), set(split_texts(folder, "test", 4))
+    assert len(test) == 300 and not train & test
+    assert json.loads((folder / "build.json").read_text())["excluded_as_possibly_equivalent_to_test"] == 0

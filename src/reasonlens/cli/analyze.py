@@ -193,14 +193,15 @@ def run_fixed_points(
     window: int = 4,
     max_period: int = 8,
     tolerance: float = 1e-3,
-    starts: int = 8,
+    starts: int = 6,
     std: float = 1.0,
     one_blank: bool = True,
     out=None,
     device="cpu",
 ) -> dict:
     """Settling classes over ``factor`` × the trained ACT steps, guessing from ``starts`` starts (over the
-    trained ACT steps) and, on Sudoku, the one-blank probe (module :mod:`~reasonlens.hrm.analysis.fixed_points`)."""
+    trained ACT steps) and, on Sudoku, the one-blank probe over twice the trained ACT steps (at least what the
+    window needs; module :mod:`~reasonlens.hrm.analysis.fixed_points`)."""
     adapter = _adapter(run, data, device)
     steps = _factor_steps(adapter, factor)
     batches = adapter.batches(_puzzles(adapter, puzzles))
@@ -209,8 +210,9 @@ def run_fixed_points(
     trained = adapter.model.config.halt_max_steps
     result["guessing"] = fixed_points.guessing(adapter.model, batches, trained, starts, std) if starts > 1 else None
     is_sudoku = pictures.dataset_kind(adapter.dataset_dir) == "sudoku"
+    blank_steps = max(2 * trained, window + max_period - 1)
     result["one_blank"] = (
-        fixed_points.one_blank(adapter.model, batches, steps, **settle) if one_blank and is_sudoku else None
+        fixed_points.one_blank(adapter.model, batches, blank_steps, **settle) if one_blank and is_sudoku else None
     )
     folder = output_dir(run, out)
     write_json(folder / "fixed_points.json", result)
@@ -238,7 +240,7 @@ def run_rollouts(
     run,
     data=None,
     puzzles: int = 1000,
-    rollouts: int = 16,
+    rollouts: int = 8,
     noise: float = 0.0,
     symmetries: bool = True,
     max_steps: int | None = None,
@@ -445,7 +447,7 @@ def fixed_points_command(
     window: Annotated[int, typer.Option(help="final segments a class must hold over")] = 4,
     max_period: Annotated[int, typer.Option(help="longest cycle looked for")] = 8,
     tolerance: Annotated[float, typer.Option(help="relative distance below which states are equal")] = 1e-3,
-    starts: Annotated[int, typer.Option(help="starts for guessing (the clean one + perturbed ones; 1: skip)")] = 8,
+    starts: Annotated[int, typer.Option(help="starts for guessing (the clean one + perturbed ones; 1: skip)")] = 6,
     std: Annotated[float, typer.Option(help="noise std on the first ACT step's states of a perturbed start")] = 1.0,
     one_blank: Annotated[bool, typer.Option(help="Sudoku: also the one-blank-cell probe")] = True,
     out: OutOpt = None,
@@ -503,7 +505,7 @@ def rollouts_command(
     run: RunArg,
     data: DataOpt = None,
     puzzles: Annotated[int, typer.Option(help="test puzzles")] = 1000,
-    rollouts: Annotated[int, typer.Option(help="largest K (the curve has 1, 2, 4, … K)")] = 16,
+    rollouts: Annotated[int, typer.Option(help="largest K (the curve has 1, 2, 4, … K)")] = 8,
     noise: Annotated[float, typer.Option(help="state-noise std for rollouts 2..K (0: none)")] = 0.0,
     symmetries: Annotated[bool, typer.Option(help="transform each rollout by a task symmetry")] = True,
     max_steps: Annotated[int | None, typer.Option(help="ACT steps per rollout (default: the trained number)")] = None,

@@ -90,6 +90,7 @@ __all__ = [
 ]
 
 SUDOKU_SIZES = tuple(BOX_SHAPES)
+SYMMETRY_HOLDOUT_SIZES = (6, 9)  # generated splits held out by symmetry class; 4×4 by puzzle
 BANK_LEVELS = (
     "se_easy",
     "se_medium",
@@ -658,8 +659,10 @@ def _select(
 
 def _generated_splits(config: SudokuBuildConfig, rng: np.random.Generator) -> tuple[_Pool, _Pool, int]:
     """Generate test_size then train_size distinct unique puzzles that pass the filter, no train puzzle sharing
-    a symmetry key with a test puzzle. Returns (train, test, train puzzles kept out by that rule)."""
+    a symmetry key with a test puzzle (6×6 and 9×9: a 4×4 board has too few givens for the key to tell puzzles
+    apart, so 4×4 splits are held out by puzzle). Returns (train, test, train puzzles kept out by that rule)."""
     size = config.board_size
+    by_class = size in SYMMETRY_HOLDOUT_SIZES
     needed = config.test_size + config.train_count
     max_attempts = 300 * needed + 1000  # hard 9×9 puzzles are ~1 in 80 attempts
     puzzles, solutions, backtracks, seen, test_keys = [], [], [], set(), set()
@@ -679,8 +682,14 @@ def _generated_splits(config: SudokuBuildConfig, rng: np.random.Generator) -> tu
             continue
         if len(puzzles) < config.test_size:  # the test puzzles come first
             test_keys.add(symmetry_key(puzzle))
-        elif symmetry_key(puzzle) in test_keys:  # a train puzzle perhaps equivalent to a test one
+        elif by_class and symmetry_key(puzzle) in test_keys:  # a train puzzle perhaps equivalent to a test one
             excluded += 1
+            if excluded > 20 * needed:
+                raise DatasetError(
+                    f"{excluded} generated train puzzles shared a symmetry key with the {config.test_size} test "
+                    f"puzzles ({len(puzzles) - config.test_size} kept): ask for fewer test puzzles or a wider "
+                    "range of givens"
+                )
             continue
         seen.add(puzzle.tobytes())
         puzzles.append(puzzle)
