@@ -144,9 +144,9 @@ def print_perturbed(result: dict, puzzle: np.ndarray) -> None:
     noise = f" and state noise {p['noise']}" if p["noise"] else ""
     typer.echo("")
     typer.echo(
-        f"{p['rollouts']} rollouts (Sudoku symmetries{noise}): {p['distinct_answers']} distinct answers, "
-        f"{p['valid_rollouts']} of them solutions; chosen by {p['selection']}: rollout {p['chosen']}, "
-        f"given by {p['agreeing']} of {p['rollouts']}"
+        f"{p['rollouts']} rollouts (Sudoku symmetries{noise}): {p['distinct_answers']} distinct answers; "
+        f"{p['valid_rollouts']} of {p['rollouts']} rollouts give a solution; chosen by {p['selection']}: "
+        f"rollout {p['chosen']}, whose answer {p['agreeing']} of {p['rollouts']} give"
     )
     for line in board_lines(puzzle, np.asarray(p["grid"]), set()):
         typer.echo(line)
