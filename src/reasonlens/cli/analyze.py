@@ -171,6 +171,15 @@ def _factor_steps(adapter: HRMAdapter, factor: int) -> int:
     return factor * adapter.model.config.halt_max_steps
 
 
+def _save(run, out, name: str, result: dict, draw) -> dict:
+    """Write ``name``.json and the picture ``draw(path)`` draws as ``name``.png, then rebuild the report."""
+    folder = output_dir(run, out)
+    write_json(folder / f"{name}.json", result)
+    draw(folder / f"{name}.png")
+    write_report(folder)
+    return result
+
+
 def run_halting(run, data=None, puzzles: int = 1000, factor: int = 1, out=None, device="cpu") -> dict:
     """Q-halting vs fixed Mmax (Mmax = ``factor`` × the trained ACT steps) and the Q head as a classifier."""
     adapter = _adapter(run, data, device)
@@ -178,11 +187,7 @@ def run_halting(run, data=None, puzzles: int = 1000, factor: int = 1, out=None, 
     trajectories = dynamics.collect_trajectories(adapter, _puzzles(adapter, puzzles), steps, keep_states=False)
     result = {"run": str(run), "trained_act_steps": adapter.model.config.halt_max_steps}
     result |= halting.halting_report(trajectories)
-    folder = output_dir(run, out)
-    write_json(folder / "halting.json", result)
-    pictures.halting_plot(result, folder / "halting.png")
-    write_report(folder)
-    return result
+    return _save(run, out, "halting", result, lambda path: pictures.halting_plot(result, path))
 
 
 def run_fixed_points(
@@ -214,11 +219,7 @@ def run_fixed_points(
     result["one_blank"] = (
         fixed_points.one_blank(adapter.model, batches, blank_steps, **settle) if one_blank and is_sudoku else None
     )
-    folder = output_dir(run, out)
-    write_json(folder / "fixed_points.json", result)
-    pictures.settling_plot(result["settling"], folder / "fixed_points.png")
-    write_report(folder)
-    return result
+    return _save(run, out, "fixed_points", result, lambda path: pictures.settling_plot(result["settling"], path))
 
 
 def run_lyapunov(
@@ -229,11 +230,7 @@ def run_lyapunov(
     steps = _factor_steps(adapter, factor)
     result = {"run": str(run), "trained_act_steps": adapter.model.config.halt_max_steps}
     result |= lyapunov.lyapunov(adapter.model, adapter.batches(_puzzles(adapter, puzzles)), steps, burn_in)
-    folder = output_dir(run, out)
-    write_json(folder / "lyapunov.json", result)
-    pictures.lyapunov_plot(result, folder / "lyapunov.png")
-    write_report(folder)
-    return result
+    return _save(run, out, "lyapunov", result, lambda path: pictures.lyapunov_plot(result, path))
 
 
 def run_rollouts(
@@ -264,11 +261,7 @@ def run_rollouts(
     }
     best = max(curve, key=lambda row: (max(row["vote"], row["q"]), -row["rollouts"]))  # the smallest best K
     result["best"] = answers.gain("vote" if best["vote"] >= best["q"] else "q", best["rollouts"])
-    folder = output_dir(run, out)
-    write_json(folder / "rollouts.json", result)
-    pictures.rollouts_plot(curve, folder / "rollouts.png")
-    write_report(folder)
-    return result
+    return _save(run, out, "rollouts", result, lambda path: pictures.rollouts_plot(curve, path))
 
 
 def write_report(folder: Path) -> Path:
