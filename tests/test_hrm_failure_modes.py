@@ -97,7 +97,7 @@ def batches_of(rows: int, seq_len: int = 4, label: int = 1, chunk: int = 8) -> l
 
 def test_contracting_map_settles_to_one_fixed_point_with_a_negative_exponent():
     model = map_model("contracting")
-    report = fixed_points.settling(model, batches_of(10), steps=40, tolerance=1e-6)
+    report, _ = fixed_points.settling(model, batches_of(10), steps=40, tolerance=1e-6)
     counts = {row["class"]: row["count"] for row in report["classes"]}
     assert counts == {"settled-correct": 10, "settled-wrong": 0, "cycling": 0, "wandering": 0}
     guesses = fixed_points.guessing(model, batches_of(10), steps=40, starts=4, std=3.0)
@@ -114,14 +114,17 @@ def test_two_attractors_give_two_answers_from_two_starts():
     assert set(guesses["distinct_answers"]) <= {"1", "2"}  # and never a third answer
     assert guesses["clean_exact"] == 1.0  # the clean start is on the positive side: answer 1, right
     assert 0 < guesses["mean_start_exact"] < 1
-    report = fixed_points.settling(model, batches_of(4, seq_len=1, label=2), steps=30)
+    _, clean = fixed_points.settling(model, batches_of(16, seq_len=1), steps=40)  # longer than guessing's 30
+    reused = fixed_points.guessing(model, batches_of(16, seq_len=1), steps=30, starts=8, std=2.0, seed=3, clean=clean)
+    assert reused == guesses  # the settling run's first 30 segments are the clean start
+    report, _ = fixed_points.settling(model, batches_of(4, seq_len=1, label=2), steps=30)
     assert {row["class"]: row["count"] for row in report["classes"]}["settled-wrong"] == 4  # a false fixed point
     assert report["failure_shares"]["settled-wrong"] == 1.0
 
 
 def test_rotation_cycles_with_period_four_and_a_zero_exponent():
     model = map_model("rotation")
-    report = fixed_points.settling(model, batches_of(6), steps=24, max_period=6)
+    report, _ = fixed_points.settling(model, batches_of(6), steps=24, max_period=6)
     assert {row["class"]: row["count"] for row in report["classes"]}["cycling"] == 6
     assert report["periods"] == {4: 6}
     exponent = lyapunov.lyapunov(model, batches_of(6), steps=8, burn_in=0)

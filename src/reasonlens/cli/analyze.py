@@ -198,7 +198,7 @@ def run_fixed_points(
     window: int = 4,
     max_period: int = 8,
     tolerance: float = 1e-3,
-    starts: int = 6,
+    starts: int = 4,
     std: float = 1.0,
     one_blank: bool = True,
     out=None,
@@ -211,9 +211,12 @@ def run_fixed_points(
     steps = _factor_steps(adapter, factor)
     batches = adapter.batches(_puzzles(adapter, puzzles))
     settle = {"window": window, "max_period": max_period, "tolerance": tolerance}
-    result = {"run": str(run), "settling": fixed_points.settling(adapter.model, batches, steps, **settle)}
+    report, clean = fixed_points.settling(adapter.model, batches, steps, **settle)
+    result = {"run": str(run), "settling": report}
     trained = adapter.model.config.halt_max_steps
-    result["guessing"] = fixed_points.guessing(adapter.model, batches, trained, starts, std) if starts > 1 else None
+    result["guessing"] = (
+        fixed_points.guessing(adapter.model, batches, trained, starts, std, clean=clean) if starts > 1 else None
+    )
     is_sudoku = pictures.dataset_kind(adapter.dataset_dir) == "sudoku"
     blank_steps = max(2 * trained, window + max_period - 1)
     result["one_blank"] = (
@@ -440,7 +443,7 @@ def fixed_points_command(
     window: Annotated[int, typer.Option(help="final segments a class must hold over")] = 4,
     max_period: Annotated[int, typer.Option(help="longest cycle looked for")] = 8,
     tolerance: Annotated[float, typer.Option(help="relative distance below which states are equal")] = 1e-3,
-    starts: Annotated[int, typer.Option(help="starts for guessing (the clean one + perturbed ones; 1: skip)")] = 6,
+    starts: Annotated[int, typer.Option(help="starts for guessing (the clean one + perturbed ones; 1: skip)")] = 4,
     std: Annotated[float, typer.Option(help="noise std on the first ACT step's states of a perturbed start")] = 1.0,
     one_blank: Annotated[bool, typer.Option(help="Sudoku: also the one-blank-cell probe")] = True,
     out: OutOpt = None,

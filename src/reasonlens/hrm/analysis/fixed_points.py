@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from reasonlens.hrm.analysis.dynamics import rollout, state_noise_patches
+from reasonlens.hrm.analysis.dynamics import Trajectories, rollout, state_noise_patches
 from reasonlens.hrm.data.format import IGNORE_LABEL_ID
 from reasonlens.hrm.evaluation.scoring import score_predictions
 from reasonlens.hrm.models.hrm_act_v1 import InnerCarry
@@ -134,8 +134,9 @@ def settling(
     window: int = 4,
     max_period: int = 8,
     tolerance: float = 1e-3,
-) -> dict:
-    """Run ``steps`` segments and classify every puzzle (module docstring)."""
+) -> tuple[dict, Trajectories]:
+    """Run ``steps`` segments and classify every puzzle (module docstring): the report, and the rollout itself
+    (its first segments are the clean start that :func:`guessing` can reuse)."""
     puzzles = sum(b["inputs"].shape[0] for b in batches)
     recorder = SettlingRecorder(puzzles, steps, model.inner.puzzle_emb_len, window, max_period)
     trajectories = rollout(model, batches, steps, observe=recorder)
@@ -153,7 +154,7 @@ def settling(
             {"band": band, "puzzles": len(member), "exact": float(final[member].float().mean()), "classes": table}
         )
     residuals = recorder.residuals
-    return {
+    report = {
         "puzzles": puzzles,
         "steps": steps,
         "trained_steps": model.config.halt_max_steps,
@@ -180,6 +181,7 @@ def settling(
             for c, p, right, curve in zip(classes, periods.tolist(), final.tolist(), residuals.T.tolist(), strict=True)
         ],
     }
+    return report, trajectories
 
 
 def _quantiles(residuals: torch.Tensor) -> dict:
@@ -191,23 +193,33 @@ def _quantiles(residuals: torch.Tensor) -> dict:
 # ----------------------------------------------------------------------------------------------- guessing
 
 
-def final_answers(model, batches: Sequence[dict], steps: int, patches: Sequence = ()) -> tuple[torch.Tensor, ...]:
-    """(answers (N, cells), exact (N,), labels (N, cells)) after ``steps`` segments with ``patches``."""
-    trajectories = rollout(model, batches, steps, patches)
-    answers = trajectories.logits[-1].argmax(-1)
+def answers_at(trajectories: Trajectories, steps: int) -> tuple[torch.Tensor, ...]:
+    """(answers (N, cells), exact (N,), labels (N, cells)) of a rollout after its first ``steps`` segments."""
+    answers = trajectories.logits[steps - 1].argmax(-1)
     return answers, score_predictions(answers, trajectories.labels).exact, trajectories.labels
 
 
-def guessing(model, batches: Sequence[dict], steps: int, starts: int = 8, std: float = 1.0, seed: int = 0) -> dict:
-    """Final answers from ``starts`` initial states (the clean one first; module docstring)."""
+def guessing(
+    model,
+    batches: Sequence[dict],
+    steps: int,
+    starts: int = 8,
+    std: float = 1.0,
+    seed: int = 0,
+    clean: Trajectories | None = None,
+) -> dict:
+    """Final answers from ``starts`` initial states (the clean one first; module docstring). ``clean``: a clean
+    rollout of the same puzzles over at least ``steps`` segments (the settling run), reused for the clean start."""
     if starts < 2:
         raise InterpError(f"--starts must be at least 2 (the clean start and perturbed ones), got {starts}")
     if std <= 0:
         raise InterpError(f"--std must be > 0 (the noise that perturbs a start), got {std}")
-    runs = [final_answers(model, batches, steps)]
+    if clean is None or clean.logits.shape[0] < steps:
+        clean = rollout(model, batches, steps)
+    runs = [answers_at(clean, steps)]
     for start in range(1, starts):
         patches = state_noise_patches(model, std, seed + start, first_step_only=True)
-        runs.append(final_answers(model, batches, steps, patches))
+        runs.append(answers_at(rollout(model, batches, steps, patches), steps))
     labels = runs[0][2]
     scored = labels != IGNORE_LABEL_ID  # (N, cells)
     answers = torch.stack([torch.where(scored, a, IGNORE_LABEL_ID) for a, _, _ in runs], dim=1)  # (N, starts, cells)
@@ -269,7 +281,7 @@ def one_blank_batches(batches: Sequence[dict], seed: int = 0, blank: int = SUDOK
 
 def one_blank(model, batches: Sequence[dict], steps: int, seed: int = 0, **settle) -> dict:
     """Exact accuracy and settling classes on one-blank versions of the puzzles (module docstring)."""
-    report = settling(model, one_blank_batches(batches, seed), steps, **settle)
+    report, _ = settling(model, one_blank_batches(batches, seed), steps, **settle)
     solved = sum(row["count"] for row in report["classes"] if row["class"] == "settled-correct")
     hits = round(report["exact"] * report["puzzles"])
     return {
