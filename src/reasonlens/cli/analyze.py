@@ -53,6 +53,21 @@ def _puzzles(adapter: HRMAdapter, n: int) -> list[int]:
     return list(range(min(n, adapter.num_examples)))
 
 
+def _factor_steps(adapter: HRMAdapter, factor: int) -> int:
+    if factor < 1:
+        raise InterpError(f"--factor must be >= 1 (run up to factor × the trained ACT steps), got {factor}")
+    return factor * adapter.model.config.halt_max_steps
+
+
+def _save(run, out, name: str, result: dict, draw) -> dict:
+    """Write ``name``.json and the picture ``draw(path)`` draws as ``name``.png, then rebuild the report."""
+    folder = output_dir(run, out)
+    write_json(folder / f"{name}.json", result)
+    draw(folder / f"{name}.png")
+    write_report(folder)
+    return result
+
+
 def run_convergence(
     run, data=None, puzzles: int = 64, compare: list[str] | None = None, out=None, device="cpu"
 ) -> dict:
@@ -65,11 +80,8 @@ def run_convergence(
         trajectories = dynamics.collect_trajectories(other_adapter, _puzzles(other_adapter, puzzles))
         others[Path(other).name] = dynamics.convergence(trajectories, other_adapter.model)
     result["compared"] = others
-    folder = output_dir(run, out)
-    write_json(folder / "convergence.json", result)
-    pictures.convergence_plot(result, folder / "convergence.png", f"forward residuals: {Path(run).name}", others)
-    write_report(folder)
-    return result
+    title = f"forward residuals: {Path(run).name}"
+    return _save(run, out, "convergence", result, lambda path: pictures.convergence_plot(result, path, title, others))
 
 
 def run_dimensionality(
@@ -90,11 +102,9 @@ def run_dimensionality(
     twin = HRMAdapter(dynamics.untrained_twin(adapter.model), adapter.dataset_dir, "test", device=adapter.device)
     untrained = dynamics.dimensionality(dynamics.collect_trajectories(twin, indices), twin.model, bootstrap)
     result = {"run": str(run), "solved_only": solved, "trained": trained, "untrained": untrained, "paper": PAPER_PR}
-    folder = output_dir(run, out)
-    write_json(folder / "dimensionality.json", result)
-    pictures.dimensionality_plot(trained, untrained, folder / "dimensionality.png")
-    write_report(folder)
-    return result
+    return _save(
+        run, out, "dimensionality", result, lambda path: pictures.dimensionality_plot(trained, untrained, path)
+    )
 
 
 PAPER_PR = {"trained": {"PR_H": 89.95, "PR_L": 30.22, "ratio": 2.98}, "untrained": {"PR_H": 40.75, "PR_L": 42.09}}
@@ -148,36 +158,15 @@ def run_steps(
 def run_scaling(run, data=None, puzzles: int = 500, factor: int = 4, out=None, device="cpu") -> dict:
     """Accuracy after 1, 2, 4, … up to ``factor`` × the trained ``halt_max_steps`` ACT steps, from one rollout
     (eval never halts early, so ACT step m of a long rollout is ACT step m of a short one)."""
-    if factor < 1:
-        raise InterpError(f"--factor must be >= 1 (run up to factor × the trained ACT steps), got {factor}")
     adapter = _adapter(run, data, device)
     trained = adapter.model.config.halt_max_steps
-    longest = factor * trained
+    longest = _factor_steps(adapter, factor)
     trajectories = dynamics.collect_trajectories(adapter, _puzzles(adapter, puzzles), longest, keep_states=False)
     every = dynamics.per_step_accuracy(trajectories)
     marks = sorted({2**i for i in range(longest.bit_length()) if 2**i <= longest} | {trained, longest})
     rows = [every[m - 1] for m in marks]
     result = {"run": str(run), "trained_act_steps": trained, "puzzles": trajectories.labels.shape[0], "rows": rows}
-    folder = output_dir(run, out)
-    write_json(folder / "scaling.json", result)
-    pictures.scaling_plot(rows, trained, folder / "scaling.png")
-    write_report(folder)
-    return result
-
-
-def _factor_steps(adapter: HRMAdapter, factor: int) -> int:
-    if factor < 1:
-        raise InterpError(f"--factor must be >= 1 (run up to factor × the trained ACT steps), got {factor}")
-    return factor * adapter.model.config.halt_max_steps
-
-
-def _save(run, out, name: str, result: dict, draw) -> dict:
-    """Write ``name``.json and the picture ``draw(path)`` draws as ``name``.png, then rebuild the report."""
-    folder = output_dir(run, out)
-    write_json(folder / f"{name}.json", result)
-    draw(folder / f"{name}.png")
-    write_report(folder)
-    return result
+    return _save(run, out, "scaling", result, lambda path: pictures.scaling_plot(rows, trained, path))
 
 
 def run_halting(run, data=None, puzzles: int = 1000, factor: int = 1, out=None, device="cpu") -> dict:
