@@ -40,7 +40,7 @@ from reasonlens.lm.envs.text_game_env import TextGameEnv
 from reasonlens.lm.errors import LMError
 from reasonlens.lm.models.conversion import to_hooked_transformer
 from reasonlens.lm.models.lm_loader import encode_example, encode_prompts, load_checkpoint
-from reasonlens.lm.models.policy_wrappers import GPT2MaskPositions, Policy, mask_positions
+from reasonlens.lm.models.policy_wrappers import GPT2MaskPositions, Policy, completion_budget, mask_positions
 from reasonlens.lm.tasks.dataset import build_sft_datasets, load_datasets, save_datasets
 from reasonlens.lm.tasks.formatting import N_ID_TEMPLATES, parse_answer
 from reasonlens.lm.tasks.generators import labels_for, make_example
@@ -72,6 +72,7 @@ def pipeline(tmp_path_factory):
         learning_rate=3e-3,
         logging_steps=10,
         eval_examples=24,
+        keep_steps=[40, 80],
     )
     sft_path, sft_metrics = run_sft(TASK, sft_config, datasets=datasets)
     rl_config = RLConfig(
@@ -337,6 +338,33 @@ def test_sft_run_directory_and_evaluation_json(pipeline):
     assert again == saved["splits"]["test"]
 
 
+def test_sft_keeps_the_listed_steps_and_continues_from_a_checkpoint(pipeline, tmp_path):
+    root = pipeline["root"]
+    logs = [json.loads(line) for line in (root / "sft" / "metrics.jsonl").read_text().splitlines()]
+    best_step = max((r for r in logs if "eval_answer_accuracy" in r), key=lambda r: r["eval_answer_accuracy"])["step"]
+    best, _ = load_checkpoint(pipeline["sft"])
+    kept = {step: load_checkpoint(root / "sft" / "steps" / f"step_{step}")[0] for step in (40, 80)}
+    weights = {step: model.state_dict() for step, model in kept.items()}
+    assert all(torch.equal(best.state_dict()[k], weights[best_step][k]) for k in weights[best_step])  # same step
+    assert not torch.equal(weights[40]["lm_head.weight"], weights[80]["lm_head.weight"])
+    # continued SFT starts from the checkpoint's weights and keeps its tokenizer
+    config = SFTConfig(
+        output_dir=str(tmp_path / "more"),
+        init_from=str(pipeline["sft"]),
+        max_steps=1,
+        batch_size=4,
+        learning_rate=1e-9,
+        eval_steps=1,
+        eval_examples=4,
+    )
+    path, _ = run_sft(TASK, config, datasets=pipeline["datasets"])
+    continued, _ = load_checkpoint(path)
+    assert all(torch.allclose(continued.state_dict()[k], v, atol=1e-6) for k, v in best.state_dict().items())
+    assert (path / "tokenizer.json").read_text() == (pipeline["sft"] / "tokenizer.json").read_text()
+    with pytest.raises(LMError, match="not a directory"):
+        run_sft(TASK, config.model_copy(update={"init_from": str(tmp_path / "nothing")}), pipeline["datasets"])
+
+
 def test_evaluation_scores_completions_by_hand(pipeline):
     split = pipeline["datasets"]["test"].select(range(4))
     answers = [" BIG", " SMALL", "nonsense", " BIG"]
@@ -365,7 +393,7 @@ def test_rl_changes_the_model_and_logs_curves(pipeline):
     # was always zero where it was (no weight decay), so the position embeddings past them are untouched
     prompts = TextGameEnv(TASK, {"id": 0.5, "paraphrase": 0.5}, seed=0).sample(48)  # run_rl's prompts
     lengths = [len(tokenizer(p["prompt"], add_special_tokens=False)["input_ids"]) for p in prompts]
-    reach = max(lengths) + RLConfig().max_completion_length
+    reach = max(lengths) + completion_budget(TASK.answer_format)
     wpe_before, wpe_after = before["transformer.wpe.weight"], after["transformer.wpe.weight"]
     assert torch.equal(wpe_before[reach:], wpe_after[reach:])
     assert all(not torch.equal(wpe_before[i], wpe_after[i]) for i in range(min(lengths)))  # every prompt's

@@ -40,7 +40,7 @@ class TaskConfig(StrictConfig):
     n_cards: tuple[int, int] = (3, 5)
     more_cards: tuple[int, int] = (7, 9)
     threshold_margin: int = Field(5, ge=1, description="thresholds lie within ±margin of the total")
-    answer_format: Literal["label", "total_label"] = "label"
+    answer_format: Literal["label", "total_label", "worked"] = "label"
     ood_categories: list[str] = Field(default_factory=lambda: list(OOD_CATEGORIES))
     n_train: int = Field(20_000, ge=1)
     n_val: int = Field(500, ge=1)

@@ -63,8 +63,21 @@ class SFTConfig(StrictConfig):
     save_total_limit: int = Field(2, ge=1)
     logging_steps: int = Field(50, ge=1)
     eval_examples: int = Field(300, ge=1, description="examples per split in the final evaluation JSON")
+    keep_steps: list[int] = Field(
+        default_factory=list, description="also save the model at these optimizer steps (steps/step_N/)"
+    )
+    init_from: str | None = Field(
+        None, description="continue from this checkpoint (its weights and tokenizer) instead of a fresh model"
+    )
     seed: int = 0
     device: str = "auto"
+
+    @field_validator("keep_steps")
+    @classmethod
+    def _positive_steps(cls, value: list[int]) -> list[int]:
+        if any(step < 1 for step in value):
+            raise ValueError(f"keep_steps must be optimizer steps >= 1, got {value}")
+        return sorted(set(value))
 
     @field_validator("max_steps")
     @classmethod
@@ -84,7 +97,9 @@ class RLConfig(StrictConfig):
     learning_rate: float = Field(2e-5, gt=0)
     beta: float = Field(0.0, ge=0, description="KL penalty to the SFT model (0: none, trl's default)")
     temperature: float = Field(1.0, gt=0)
-    max_completion_length: int = Field(6, ge=1)
+    max_completion_length: int | None = Field(
+        None, ge=1, description="tokens sampled per completion (default: what the answer format needs)"
+    )
     format_reward: float = Field(0.0, ge=0, description="bonus for an answer that parses, right or wrong")
     mix: dict[str, float] = Field(
         default_factory=lambda: {"id": 1.0}, description="distribution -> share of RL prompts (id or OOD categories)"

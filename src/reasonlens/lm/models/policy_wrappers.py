@@ -14,6 +14,15 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from reasonlens.lm.models.lm_loader import encode_prompts
+from reasonlens.lm.tasks.formatting import is_worked
+
+LABEL_NEW_TOKENS = 6  # " 12 BIG" and shorter
+WORKED_NEW_TOKENS = 160  # a worked answer of nine cards with two-digit numbers fits
+
+
+def completion_budget(answer_format: str) -> int:
+    """Tokens to generate for an answer of ``answer_format``."""
+    return WORKED_NEW_TOKENS if answer_format == "worked" else LABEL_NEW_TOKENS
 
 
 def mask_positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -33,9 +42,13 @@ class Policy:
 
     @torch.no_grad()
     def generate(
-        self, prompts: list[str], max_new_tokens: int = 6, greedy: bool = True, temperature: float = 1.0
+        self, prompts: list[str], max_new_tokens: int | None = None, greedy: bool = True, temperature: float = 1.0
     ) -> list[str]:
-        """Completions (text after the prompt, cut at the first newline)."""
+        """Completions (text after the prompt): a one-line answer is cut at its first newline, a worked answer
+        (the prompt ends in ``Work:``) runs to EOS. ``max_new_tokens`` defaults to what the format needs."""
+        worked = [is_worked(prompt) for prompt in prompts]
+        if max_new_tokens is None:
+            max_new_tokens = completion_budget("worked" if any(worked) else "label")
         batch = encode_prompts(self.tokenizer, prompts, self.max_length, self.device)
         max_new_tokens = min(max_new_tokens, self.max_length - batch["input_ids"].shape[1])
         output = self.model.generate(
@@ -49,7 +62,7 @@ class Policy:
             eos_token_id=self.tokenizer.eos_token_id,
         )
         texts = self.tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-        return [text.split("\n")[0] for text in texts]
+        return [text if multiline else text.split("\n")[0] for text, multiline in zip(texts, worked, strict=True)]
 
 
 class GPT2MaskPositions(GPT2LMHeadModel):

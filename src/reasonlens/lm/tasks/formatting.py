@@ -10,6 +10,16 @@ The prompt keeps three explicit blocks (rule, cards, answer)::
     Answer:
 
 The completion is `` BIG`` / `` SMALL`` (``answer_format="label"``) or `` 12 BIG`` (``"total_label"``).
+With ``"worked"`` the prompt ends in ``Work:`` instead, and the completion writes out the intermediate labels,
+one card per line (its contribution and the running total, or ``skip`` for a card the rule does not select),
+the comparison with the threshold, and the same answer line::
+
+    Work:
+    RED 3 +3 =3
+    BLUE 5 skip =3
+    total 3 <= 7
+    Answer: SMALL
+
 Each rule family has two in-distribution phrasings and one held-out paraphrase (the ``paraphrase`` OOD
 set), and so does the threshold sentence.
 """
@@ -70,25 +80,105 @@ def rule_text(rule: Rule, threshold: int, template: int) -> str:
     return f"{sentence} {THRESHOLD_TEMPLATES[template].format(T=threshold)}"
 
 
-def format_prompt(rule_sentence: str, cards: list[tuple[str, int]]) -> str:
-    lines = [f"Rule: {rule_sentence}", "Cards:", *(f"{colour} {number}" for colour, number in cards), "", "Answer:"]
+WORK_CUE = "Work:"  # the last prompt line of the worked format (the others end in "Answer:")
+
+
+def format_prompt(rule_sentence: str, cards: list[tuple[str, int]], answer_format: str = "label") -> str:
+    cue = WORK_CUE if answer_format == "worked" else "Answer:"
+    lines = [f"Rule: {rule_sentence}", "Cards:", *(f"{colour} {number}" for colour, number in cards), "", cue]
     return "\n".join(lines)
 
 
-def format_answer(label: str, total: int, answer_format: str) -> str:
-    return f" {label}" if answer_format == "label" else f" {total} {label}"
+def is_worked(prompt: str) -> bool:
+    """Does ``prompt`` ask for a worked answer (several lines) rather than a one-line answer?"""
+    return prompt.endswith(WORK_CUE)
+
+
+def format_answer(label: str, total: int, answer_format: str, worked: dict | None = None) -> str:
+    """The completion; ``worked`` (the worked format only) holds ``cards``, ``selected``, ``contributions``
+    and ``threshold``."""
+    if answer_format == "label":
+        return f" {label}"
+    if answer_format == "total_label":
+        return f" {total} {label}"
+    lines, running = [], 0
+    for (colour, number), selected, contribution in zip(
+        worked["cards"], worked["selected"], worked["contributions"], strict=True
+    ):
+        running += contribution
+        step = f"{contribution:+d}" if selected else "skip"
+        lines.append(f"{colour} {number} {step} ={running}")
+    comparison = ">" if label == "BIG" else "<="
+    lines += [f"total {total} {comparison} {worked['threshold']}", f"Answer: {label}"]
+    return "\n" + "\n".join(lines)
 
 
 _ANSWER = re.compile(r"^\s*(?:(-?\d+)\s+)?(BIG|SMALL)\b")
+_FINAL = re.compile(r"^Answer: (BIG|SMALL)$", re.MULTILINE)
+_TOTAL = re.compile(r"^total (-?\d+) ", re.MULTILINE)
+_CARD = re.compile(r"^(\S+) (-?\d+) (?:([+-]\d+)|skip) =(-?\d+)$")
 
 
 def parse_answer(text: str) -> tuple[int | None, str | None]:
-    """(total or None, label or None) from generated text; anything unparseable gives (None, None)."""
+    """(total or None, label or None) from generated text; anything unparseable gives (None, None). A one-line
+    answer is read from the start of the text; a worked answer from its last ``Answer:`` and ``total`` lines
+    (the steps before them are not read: :func:`parse_worked` reads those)."""
     match = _ANSWER.match(text)
-    if not match:
+    if match:
+        total = int(match.group(1)) if match.group(1) is not None else None
+        return total, match.group(2)
+    finals, totals = _FINAL.findall(text), _TOTAL.findall(text)
+    if not finals:
         return None, None
-    total = int(match.group(1)) if match.group(1) is not None else None
-    return total, match.group(2)
+    return (int(totals[-1]) if totals else None), finals[-1]
+
+
+def parse_worked(text: str) -> dict | None:
+    """The intermediate labels a worked answer states — ``cards``, ``selected``, ``contributions``,
+    ``running`` (totals after each card), ``total``, ``threshold``, ``label`` — or None if it does not parse."""
+    lines = text.strip("\n").split("\n")
+    if len(lines) < 2:
+        return None
+    cards, selected, contributions, running = [], [], [], []
+    for line in lines[:-2]:
+        match = _CARD.match(line)
+        if not match:
+            return None
+        cards.append((match.group(1), int(match.group(2))))
+        selected.append(match.group(3) is not None)
+        contributions.append(int(match.group(3)) if match.group(3) else 0)
+        running.append(int(match.group(4)))
+    total = re.fullmatch(r"total (-?\d+) (>|<=) (-?\d+)", lines[-2])
+    final = _FINAL.fullmatch(lines[-1])
+    if not total or not final:
+        return None
+    return {
+        "cards": cards,
+        "selected": selected,
+        "contributions": contributions,
+        "running": running,
+        "total": int(total.group(1)),
+        "threshold": int(total.group(3)),
+        "label": final.group(1),
+    }
+
+
+def worked_steps_right(text: str, example: dict) -> bool:
+    """Does the worked answer ``text`` state every intermediate label of ``example`` correctly (cards copied,
+    selection, contributions, running totals, total and threshold)?"""
+    worked = parse_worked(text)
+    if worked is None:
+        return False
+    cards = list(zip(example["colours"], example["numbers"], strict=True))
+    running = [sum(example["contributions"][: i + 1]) for i in range(len(cards))]
+    return (
+        worked["cards"] == cards
+        and worked["selected"] == list(example["selected"])
+        and worked["contributions"] == list(example["contributions"])
+        and worked["running"] == running
+        and worked["total"] == example["total"]
+        and worked["threshold"] == example["threshold"]
+    )
 
 
 def check_length(n_tokens: int, max_length: int, what: str = "prompt + answer") -> None:

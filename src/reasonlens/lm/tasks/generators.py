@@ -4,8 +4,8 @@ total, the label). Returns plain dictionaries; :mod:`~reasonlens.lm.tasks.format
 
 How each distribution differs from ID (exactly one change each):
 
-- ``unseen_colour`` — the rule names a colour never used in training (PURPLE, ORANGE), and cards of that
-  colour appear;
+- ``unseen_colour`` — the rule names a colour never used in training (PURPLE, ORANGE), and at least one card
+  has that colour (so a worked answer must select a card by a colour word it never saw selected);
 - ``unseen_composition`` — a held-out (colour, predicate) pair of ``sum_colour_predicate``;
 - ``paraphrase`` — the held-out phrasing of the rule and of the threshold sentence;
 - ``more_cards`` — 7–9 cards instead of 3–5;
@@ -30,8 +30,15 @@ def sample_cards(rule: Rule, config: TaskConfig, rng: random.Random, distributio
     palette = list(config.colours)
     palette += [c for c in rule.colours if c not in palette]  # an unseen colour of the rule shows up on cards
     cards = [(rng.choice(palette), rng.randint(low, high)) for _ in range(rng.randint(*count_range))]
+    kept = None
     if rule.add:  # the rule's colour appears at least once, so its total is not trivially zero
-        cards[rng.randrange(len(cards))] = (rule.add[0], rng.randint(low, high))
+        kept = rng.randrange(len(cards))
+        cards[kept] = (rule.add[0], rng.randint(low, high))
+    if distribution == "unseen_colour":  # so does an unseen colour the rule subtracts (on another card)
+        for colour in rule.subtract:
+            if colour in config.unseen_colours and len(cards) > 1:
+                slot = rng.choice([i for i in range(len(cards)) if i != kept])
+                cards[slot] = (colour, rng.randint(low, high))
     return cards
 
 
@@ -74,9 +81,10 @@ def make_example(
         template = N_ID_TEMPLATES if distribution == "paraphrase" else rng.randrange(N_ID_TEMPLATES)
     label = "BIG" if labels["total"] > threshold else "SMALL"
     sentence = rule_text(rule, threshold, template)
+    worked = {"cards": cards, "selected": labels["selected"], "contributions": labels["contributions"]}
     return {
-        "prompt": format_prompt(sentence, cards),
-        "completion": format_answer(label, labels["total"], config.answer_format),
+        "prompt": format_prompt(sentence, cards, config.answer_format),
+        "completion": format_answer(label, labels["total"], config.answer_format, worked | {"threshold": threshold}),
         "distribution": distribution,
         "family": rule.family,
         "family_id": family_index(rule.family),

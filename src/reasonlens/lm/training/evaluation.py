@@ -3,7 +3,8 @@
 Greedy decoding of the answer, parsed with :func:`~reasonlens.lm.tasks.formatting.parse_answer`. Per split:
 ``accuracy`` (label right), ``format_rate`` (the answer parses), ``total_accuracy`` when answers carry the
 total, accuracy per rule family and per true answer (``by_label``), how often each answer is given
-(``answer_rate``: a policy that drifts to one answer can keep its accuracy on a balanced set), and ``n``.
+(``answer_rate``: a policy that drifts to one answer can keep its accuracy on a balanced set), ``n``, and for
+the worked format ``steps_accuracy`` (every intermediate step right, not only the answer).
 The JSON::
 
     {"checkpoint": ..., "splits": {"test": {"accuracy": 0.93, "n": 300, ...}, "ood_paraphrase": {...}}}
@@ -19,16 +20,18 @@ import torch
 from reasonlens.lm.errors import LMError
 from reasonlens.lm.models.lm_loader import load_checkpoint
 from reasonlens.lm.models.policy_wrappers import Policy
-from reasonlens.lm.tasks.formatting import LABELS, parse_answer
+from reasonlens.lm.tasks.formatting import LABELS, is_worked, parse_answer, worked_steps_right
 from reasonlens.utils.io import write_json
 
 
 def score_completion(completion: str, example: dict) -> dict:
+    """Right label, parsed at all, right total, and (worked answers only, else None) every step right."""
     total, label = parse_answer(completion)
     return {
         "correct": label == example["label"],
         "parsed": label is not None,
         "total_correct": total is not None and total == example["total"],
+        "steps_correct": worked_steps_right(completion, example) if is_worked(example["prompt"]) else None,
     }
 
 
@@ -50,6 +53,9 @@ def evaluate_split(policy: Policy, split, max_examples: int | None = None, batch
         "accuracy": sum(s["correct"] for s in scores) / n,
         "format_rate": sum(s["parsed"] for s in scores) / n,
         "total_accuracy": sum(s["total_correct"] for s in scores) / n,
+        "steps_accuracy": (
+            sum(s["steps_correct"] for s in scores) / n if scores and scores[0]["steps_correct"] is not None else None
+        ),
         "by_family": {f: sum(v) / len(v) for f, v in sorted(by_family.items())},
         "by_label": {label: sum(v) / len(v) for label, v in sorted(by_label.items())},
         "answer_rate": {label: answers.count(label) / n for label in LABELS},

@@ -18,15 +18,15 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
+from datasets import Dataset
 from reasonlens.lm.config.task_config import TaskConfig
 from reasonlens.lm.config.training_config import RLConfig
 from reasonlens.lm.envs.text_game_env import TextGameEnv
 from reasonlens.lm.models.lm_loader import check_checkpoint, load_tokenizer, save_checkpoint
-from reasonlens.lm.models.policy_wrappers import GPT2MaskPositions, Policy, as_plain_gpt2
+from reasonlens.lm.models.policy_wrappers import GPT2MaskPositions, Policy, as_plain_gpt2, completion_budget
 from reasonlens.lm.tasks.dataset import build_sft_datasets
 from reasonlens.lm.training.evaluation import evaluate_checkpoint, evaluate_split, evaluation_splits
 from reasonlens.utils.device import resolve_device
@@ -115,7 +115,7 @@ def run_rl(
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
         num_generations=config.num_generations,
-        max_completion_length=config.max_completion_length,
+        max_completion_length=config.max_completion_length or completion_budget(task_config.answer_format),
         learning_rate=config.learning_rate,
         beta=config.beta,
         temperature=config.temperature,

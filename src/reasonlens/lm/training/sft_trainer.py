@@ -7,6 +7,7 @@ answer token, which is exactly when greedy decoding would produce the answer —
 the best model. The run directory::
 
     <output_dir>/best/              model + tokenizer (load with models.lm_loader.load_checkpoint)
+    <output_dir>/steps/step_<N>/    model + tokenizer at each of ``keep_steps`` (curves, RL starts)
     <output_dir>/checkpoints/       the Trainer's rolling checkpoints
     <output_dir>/metrics.jsonl      the Trainer's log history (loss, eval accuracy, lr)
     <output_dir>/config.yaml        task + SFT config
@@ -24,7 +25,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from reasonlens.lm.config.task_config import TaskConfig
 from reasonlens.lm.config.training_config import SFTConfig
-from reasonlens.lm.models.lm_loader import build_model, encode_example, save_checkpoint
+from reasonlens.lm.models.lm_loader import build_model, encode_example, load_checkpoint, save_checkpoint
 from reasonlens.lm.models.tokenizer import tokenizer_for_datasets
 from reasonlens.lm.tasks.dataset import build_sft_datasets
 from reasonlens.lm.training.evaluation import evaluate_checkpoint
@@ -71,6 +72,17 @@ def answer_accuracy(eval_prediction) -> dict[str, float]:
     return {"answer_accuracy": float(row_correct.mean())}
 
 
+class KeepSteps(TrainerCallback):
+    """Saves model + tokenizer at the listed optimizer steps to ``folder/step_<N>/``."""
+
+    def __init__(self, steps: list[int], tokenizer, folder: Path):
+        self.steps, self.tokenizer, self.folder = set(steps), tokenizer, folder
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step in self.steps:
+            save_checkpoint(model, self.tokenizer, self.folder / f"step_{state.global_step}")
+
+
 class JsonlLog(TrainerCallback):
     """Writes every log record of the Trainer to a JSONL file as it happens."""
 
@@ -83,16 +95,22 @@ class JsonlLog(TrainerCallback):
 
 
 def run_sft(task_config: TaskConfig, training_config: SFTConfig, datasets=None) -> tuple[Path, dict]:
-    """Train from scratch; return (path of the best checkpoint, evaluation metrics)."""
+    """Train from scratch (or continue ``init_from``); return (path of the best checkpoint, evaluation metrics)."""
     task_config = TaskConfig.from_dict(task_config)
     config = SFTConfig.from_dict(training_config)
     datasets = datasets if datasets is not None else build_sft_datasets(task_config)
-    max_length = min(task_config.max_length, config.model.n_positions)
-    tokenizer = tokenizer_for_datasets(datasets, config.model.vocab_size)
+    if config.init_from is not None:  # continued SFT: the checkpoint's weights, tokenizer and context
+        model, tokenizer = load_checkpoint(config.init_from)
+        model.train()
+        max_length = min(task_config.max_length, model.config.n_positions)
+    else:
+        tokenizer = tokenizer_for_datasets(datasets, config.model.vocab_size)
+        max_length = min(task_config.max_length, config.model.n_positions)
     # a prompt longer than the context stops here, before anything is written
     train = tokenize_split(datasets["train"], tokenizer, max_length)
     val = tokenize_split(datasets["val"], tokenizer, max_length)
-    model = build_model(config.model, tokenizer, seed=config.seed)
+    if config.init_from is None:
+        model = build_model(config.model, tokenizer, seed=config.seed)
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +155,7 @@ def run_sft(task_config: TaskConfig, training_config: SFTConfig, datasets=None) 
         data_collator=AnswerCollator(tokenizer.pad_token_id),
         compute_metrics=answer_accuracy,
         preprocess_logits_for_metrics=_argmax,
-        callbacks=[JsonlLog(out / "metrics.jsonl")],
+        callbacks=[JsonlLog(out / "metrics.jsonl"), KeepSteps(config.keep_steps, tokenizer, out / "steps")],
     )
     trainer.train()
     best = save_checkpoint(trainer.model.float().cpu(), tokenizer, out / "best")
