@@ -45,7 +45,7 @@ from reasonlens.lm.tasks.dataset import build_sft_datasets, load_datasets, save_
 from reasonlens.lm.tasks.formatting import N_ID_TEMPLATES, parse_answer
 from reasonlens.lm.tasks.generators import labels_for, make_example
 from reasonlens.lm.tasks.rules import Rule, held_out_pairs, rule_from_name, sample_rule
-from reasonlens.lm.training.evaluation import evaluate_split
+from reasonlens.lm.training.evaluation import evaluate_split, evaluate_steps
 from reasonlens.lm.training.rl_trainer import GameReward, run_rl
 from reasonlens.lm.training.sft_trainer import run_sft
 
@@ -347,6 +347,16 @@ def test_sft_keeps_the_listed_steps_and_continues_from_a_checkpoint(pipeline, tm
     weights = {step: model.state_dict() for step, model in kept.items()}
     assert all(torch.equal(best.state_dict()[k], weights[best_step][k]) for k in weights[best_step])  # same step
     assert not torch.equal(weights[40]["lm_head.weight"], weights[80]["lm_head.weight"])
+    curve = evaluate_steps(root / "sft", pipeline["datasets"], max_examples=24, out=tmp_path / "curve.json")
+    assert [point["step"] for point in curve["points"]] == [40, 80]
+    at_best = next(point for point in curve["points"] if point["step"] == best_step)
+    final = pipeline["sft_metrics"]["splits"]
+    assert {name: split["accuracy"] for name, split in at_best["splits"].items()} == {
+        name: split["accuracy"] for name, split in final.items()
+    }  # the kept step that was best answers as the best checkpoint does
+    assert json.loads((tmp_path / "curve.json").read_text()) == curve
+    with pytest.raises(LMError, match="kept no checkpoints"):
+        evaluate_steps(tmp_path, pipeline["datasets"])
     # continued SFT starts from the checkpoint's weights and keeps its tokenizer
     config = SFTConfig(
         output_dir=str(tmp_path / "more"),

@@ -94,6 +94,39 @@ def evaluate_checkpoint(
     return result
 
 
+def kept_steps(run: str | Path) -> list[tuple[int, Path]]:
+    """(step, checkpoint) of every model an SFT run kept (``keep_steps``), in step order."""
+    folder = Path(run) / "steps"
+    kept = sorted((int(path.name.removeprefix("step_")), path) for path in folder.glob("step_*") if path.is_dir())
+    if not kept:
+        raise LMError(f"{run} kept no checkpoints along the way (no steps/step_N/); train it with keep_steps")
+    return kept
+
+
+def evaluate_steps(
+    run: str | Path,
+    datasets,
+    splits: list[str] | None = None,
+    max_examples: int | None = 300,
+    out: str | Path | None = None,
+    device: str = "cpu",
+) -> dict:
+    """Accuracy of every checkpoint an SFT run kept on ``splits`` (default: test + all OOD): the
+    accuracy-vs-SFT-steps curve, ``{"run", "points": [{"step", "splits": {split: {accuracy, ...}}}]}``."""
+    points = []
+    for step, checkpoint in kept_steps(run):
+        result = evaluate_checkpoint(checkpoint, datasets, splits, max_examples, device=device)
+        points.append({"step": step, "splits": {name: _summary(split) for name, split in result["splits"].items()}})
+    curve = {"run": str(run), "points": points}
+    if out is not None:
+        write_json(out, curve)
+    return curve
+
+
+def _summary(split: dict) -> dict:
+    return {key: split[key] for key in ("accuracy", "steps_accuracy", "format_rate", "n")}
+
+
 def accuracy_table(results: dict[str, dict]) -> list[dict]:
     """Rows {split, <name>: accuracy, ...} comparing several evaluation JSONs side by side."""
     splits = list(dict.fromkeys(s for r in results.values() for s in r["splits"]))
