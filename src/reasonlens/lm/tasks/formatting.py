@@ -115,7 +115,7 @@ def format_answer(label: str, total: int, answer_format: str, worked: dict | Non
 
 _ANSWER = re.compile(r"^\s*(?:(-?\d+)\s+)?(BIG|SMALL)\b")
 _FINAL = re.compile(r"^Answer: (BIG|SMALL)$", re.MULTILINE)
-_TOTAL = re.compile(r"^total (-?\d+) ", re.MULTILINE)
+_TOTAL = re.compile(r"^total (-?\d+) (>|<=) (-?\d+)$", re.MULTILINE)
 _CARD = re.compile(r"^(\S+) (-?\d+) (?:([+-]\d+)|skip) =(-?\d+)$")
 
 
@@ -130,7 +130,7 @@ def parse_answer(text: str) -> tuple[int | None, str | None]:
     finals, totals = _FINAL.findall(text), _TOTAL.findall(text)
     if not finals:
         return None, None
-    return (int(totals[-1]) if totals else None), finals[-1]
+    return (int(totals[-1][0]) if totals else None), finals[-1]
 
 
 def parse_worked(text: str) -> dict | None:
@@ -148,7 +148,7 @@ def parse_worked(text: str) -> dict | None:
         selected.append(match.group(3) is not None)
         contributions.append(int(match.group(3)) if match.group(3) else 0)
         running.append(int(match.group(4)))
-    total = re.fullmatch(r"total (-?\d+) (>|<=) (-?\d+)", lines[-2])
+    total = _TOTAL.fullmatch(lines[-2])
     final = _FINAL.fullmatch(lines[-1])
     if not total or not final:
         return None

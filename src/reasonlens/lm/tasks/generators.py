@@ -81,10 +81,15 @@ def make_example(
         template = N_ID_TEMPLATES if distribution == "paraphrase" else rng.randrange(N_ID_TEMPLATES)
     label = "BIG" if labels["total"] > threshold else "SMALL"
     sentence = rule_text(rule, threshold, template)
-    worked = {"cards": cards, "selected": labels["selected"], "contributions": labels["contributions"]}
+    worked = {
+        "cards": cards,
+        "selected": labels["selected"],
+        "contributions": labels["contributions"],
+        "threshold": threshold,
+    }
     return {
         "prompt": format_prompt(sentence, cards, config.answer_format),
-        "completion": format_answer(label, labels["total"], config.answer_format, worked | {"threshold": threshold}),
+        "completion": format_answer(label, labels["total"], config.answer_format, worked),
         "distribution": distribution,
         "family": rule.family,
         "family_id": family_index(rule.family),
