@@ -270,8 +270,16 @@ def test_tokenizer_splits_digits_and_round_trips(pipeline):
     assert [tokenizer.decode([i]) for i in ids][-2:] == ["1", "7"]
     assert tokenizer.decode(ids) == "RED 17"
     big, small = (tokenizer(f" {w}", add_special_tokens=False)["input_ids"] for w in ("BIG", "SMALL"))
-    assert big[0] != small[0]
+    assert len(big) == len(small) == 1 and big != small
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
+
+
+def test_a_colour_is_the_same_token_in_a_rule_and_on_a_card_line(pipeline):
+    _, tokenizer = load_checkpoint(pipeline["sft"])
+    text = "Rule: Add the numbers on BLUE cards.\nCards:\nBLUE 3\nRED 4"
+    pieces = tokenizer.convert_ids_to_tokens(tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert pieces.count("BLUE") == 2 and pieces.count("RED") == 1
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
 
 
 def test_answer_only_loss_labels(pipeline):

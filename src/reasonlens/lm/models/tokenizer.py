@@ -1,7 +1,12 @@
 """A byte-level BPE tokenizer trained on the task's own text with ``tokenizers`` and wrapped as a
 ``PreTrainedTokenizerFast`` — no hub download. Digits are split one per token (as in many arithmetic
 studies) so a number the model never saw whole, e.g. 17 in the ``shifted_numbers`` set, is made of
-digits it did see. ``<|endoftext|>`` is BOS and EOS, as in GPT-2; ``<|pad|>`` pads.
+digits it did see. The space before a colour word (any all-capital word of three or more letters) is
+split off, so a colour is one token wherever it stands: ``BLUE`` in a rule and at the start of a card
+line alike (GPT-2's pre-tokenizer would make these two tokens, `` BLUE`` and ``BLUE``, and a model must
+then learn the match between them). `` BIG`` and `` SMALL`` keep their space, so the label answer is a
+single token after ``Answer:``. ``<|endoftext|>`` is BOS and EOS, as in
+GPT-2; ``<|pad|>`` pads.
 """
 
 from __future__ import annotations
@@ -9,18 +14,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
+# The space before a capital word (a colour) is its own piece, except before an answer label.
+COLOUR_SPACE = Regex(r" (?=[A-Z]{3,}\b)(?!(?:BIG|SMALL)\b)")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
     """A ``PreTrainedTokenizerFast`` trained on ``texts``."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [
+            pre_tokenizers.Split(COLOUR_SPACE, behavior="isolated"),
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
     )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
