@@ -97,3 +97,25 @@ def test_unseen_colour_cards_must_be_selected_by_the_unseen_word():
             assert all(unseen)  # ... and, unless a predicate rules it out, a worked answer must select it
         train = make_example(WORKED, rng, "id")
         assert not set(train["colours"]) & set(WORKED.unseen_colours)  # training never shows the colour
+
+
+def test_analyses_look_at_the_decision_after_the_worked_steps():
+    """A worked example is analysed at its final ``Answer:`` with the reference steps before it; the answer
+    is one token, and the colour word is one token in the rule and on the card lines."""
+    from reasonlens.lm.analysis.hooks import PromptSet
+    from reasonlens.lm.models.tokenizer import train_tokenizer
+    from reasonlens.lm.tasks.formatting import decision_text
+
+    rng = random.Random(1)
+    examples = [make_example(WORKED, rng) for _ in range(40)]
+    tokenizer = train_tokenizer(e["prompt"] + e["completion"] for e in examples)
+    example = worked_example(Rule("sum_colour", ("RED",)), [("RED", 3), ("BLUE", 5), ("RED", 4)], 5)
+    text = decision_text(example)
+    assert text == example["prompt"] + "\nRED 3 +3 =3\nBLUE 5 skip =3\nRED 4 +4 =7\ntotal 7 > 5\nAnswer:"
+    prompts = PromptSet.build(tokenizer, [example, *examples[:3]], 192)
+    row = prompts.input_ids[0][prompts.attention_mask[0].bool()]
+    assert tokenizer.decode(row) == text
+    assert tokenizer.decode(prompts.input_ids[0, prompts.positions["final"][0]]) == ":"
+    assert tokenizer.decode(prompts.input_ids[0, prompts.positions["cards_end"][0]]) == "4"
+    assert tokenizer.decode([int(prompts.correct[0])]) == " BIG"
+    assert tokenizer.convert_ids_to_tokens(row.tolist()).count("RED") == 5  # rule, two cards, two work lines

@@ -1,11 +1,13 @@
 """Running a converted GPT-2 (HookedTransformer) on sets of prompts and capturing activations, through the
 interp engine (TransformerLens hook points are modules, so ``blocks.2.hook_resid_post`` is a site).
 
-A :class:`PromptSet` is a list of examples tokenised once, **left-padded** to one width so that every
+A :class:`PromptSet` is a list of examples tokenised once up to the decision
+(:func:`~reasonlens.lm.tasks.formatting.decision_text`: the prompt, and in the worked format also the
+reference work up to its final ``Answer:``), **left-padded** to one width so that every
 prompt ends at the last position (and rows of different sets line up from the end), with the first
 token of the right and wrong answers and the absolute index of each named position:
 
-- ``final`` — the last prompt token (``Answer:``), where the answer is predicted;
+- ``final`` — the last token (``Answer:``), where the answer is predicted;
 - ``cards_end`` — the last token of the last card line;
 - ``rule_end`` — the last token of the rule line.
 
@@ -22,7 +24,7 @@ import torch
 
 from reasonlens.interp import capture
 from reasonlens.lm.errors import LMError
-from reasonlens.lm.tasks.formatting import LABELS, check_length
+from reasonlens.lm.tasks.formatting import LABELS, check_length, decision_text
 
 
 def answer_tokens(tokenizer) -> dict[str, int]:
@@ -64,7 +66,8 @@ class PromptSet:
         if not examples:
             raise LMError("no examples to analyse")
         answers = answer_tokens(tokenizer)
-        encoded = [tokenizer(e["prompt"], add_special_tokens=False, return_offsets_mapping=True) for e in examples]
+        texts = [decision_text(e) for e in examples]
+        encoded = [tokenizer(t, add_special_tokens=False, return_offsets_mapping=True) for t in texts]
         for row in encoded:
             check_length(len(row["input_ids"]) + 1, max_length, "prompt + answer")
         width = width or max(len(row["input_ids"]) for row in encoded)
@@ -79,10 +82,10 @@ class PromptSet:
             start = width - length
             input_ids[i, start:] = torch.tensor(ids)
             mask[i, start:] = 1
-            prompt = example["prompt"]
+            prompt = example["prompt"]  # the decision text starts with it
             positions["final"][i] = width - 1
             positions["rule_end"][i] = start + _token_at(row["offset_mapping"], prompt.index("\nCards:") - 1)
-            positions["cards_end"][i] = start + _token_at(row["offset_mapping"], prompt.rindex("\n\nAnswer:") - 1)
+            positions["cards_end"][i] = start + _token_at(row["offset_mapping"], prompt.rindex("\n\n") - 1)
         correct = torch.tensor([answers[e["label"]] for e in examples])
         wrong = torch.tensor([answers["SMALL" if e["label"] == "BIG" else "BIG"] for e in examples])
         return cls(input_ids, mask, correct, wrong, positions, [dict(e) for e in examples])

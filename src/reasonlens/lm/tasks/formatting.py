@@ -94,6 +94,17 @@ def is_worked(prompt: str) -> bool:
     return prompt.endswith(WORK_CUE)
 
 
+def decision_text(example: dict) -> str:
+    """The text after which the model states its answer: the prompt, and for a worked example also the
+    reference work up to and including the final ``Answer:`` (teacher forcing: the analyses look at the
+    decision with the steps right, not at whatever the model would have written)."""
+    prompt = example["prompt"]
+    if not is_worked(prompt):
+        return prompt
+    completion = example["completion"]
+    return prompt + completion[: completion.rindex("Answer:") + len("Answer:")]
+
+
 def format_answer(label: str, total: int, answer_format: str, worked: dict | None = None) -> str:
     """The completion; ``worked`` (the worked format only) holds ``cards``, ``selected``, ``contributions``
     and ``threshold``."""
