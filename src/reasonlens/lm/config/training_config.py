@@ -105,7 +105,9 @@ class RLConfig(StrictConfig):
         default_factory=lambda: {"id": 1.0}, description="distribution -> share of RL prompts (id or OOD categories)"
     )
     n_prompts: int = Field(4000, ge=1, description="prompts generated for RL")
-    eval_every: int = Field(25, ge=1, description="greedy success per distribution every N steps")
+    eval_every: int = Field(
+        25, ge=1, description="greedy success per distribution every N steps (more than max_steps: no curve)"
+    )
     eval_examples: int = Field(200, ge=1)
     logging_steps: int = Field(5, ge=1)
     seed: int = 0

@@ -28,6 +28,7 @@ from reasonlens.lm.envs.text_game_env import TextGameEnv
 from reasonlens.lm.models.lm_loader import check_checkpoint, load_tokenizer, save_checkpoint
 from reasonlens.lm.models.policy_wrappers import GPT2MaskPositions, Policy, as_plain_gpt2, completion_budget
 from reasonlens.lm.tasks.dataset import build_sft_datasets
+from reasonlens.lm.tasks.formatting import check_length
 from reasonlens.lm.training.evaluation import evaluate_checkpoint, evaluate_split, evaluation_splits
 from reasonlens.utils.device import resolve_device
 from reasonlens.utils.io import append_jsonl, write_yaml
@@ -59,7 +60,8 @@ class GameReward:
 
 class Curves(TrainerCallback):
     """Logs trl's records with the rewards per distribution to ``metrics.jsonl``, and the greedy success on
-    every evaluation split every ``eval_every`` steps (and at the last) to ``rl_curve.jsonl``."""
+    every evaluation split every ``eval_every`` steps (and at the last) to ``rl_curve.jsonl`` — no curve
+    when ``eval_every`` exceeds the run's steps."""
 
     def __init__(self, out: Path, reward: GameReward, policy: Policy, eval_sets: dict, config: RLConfig):
         self.out, self.reward, self.policy, self.eval_sets, self.config = out, reward, policy, eval_sets, config
@@ -68,6 +70,8 @@ class Curves(TrainerCallback):
         append_jsonl(self.out / "metrics.jsonl", {"step": state.global_step, **(logs or {}), **self.reward.flush()})
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.config.eval_every > state.max_steps:
+            return  # no curve asked for: the final evaluation is enough
         if state.global_step % self.config.eval_every == 0 or state.global_step == state.max_steps:
             self.evaluate(state.global_step)
 
@@ -109,13 +113,18 @@ def run_rl(
     model = GPT2MaskPositions.from_pretrained(str(init_checkpoint), local_files_only=True).to(device)
     columns = ("prompt", "label", "total", "distribution")
     prompts = Dataset.from_list([{k: e[k] for k in columns} for e in env.sample(config.n_prompts)])
+    # sampled completions stop at the context's end: the longest prompt + completion must fit n_positions
+    longest = max(len(ids) for ids in tokenizer(list(prompts["prompt"]), add_special_tokens=False)["input_ids"])
+    wanted = config.max_completion_length or completion_budget(task_config.answer_format)
+    check_length(longest + 1, model.config.n_positions, "the longest RL prompt + one answer token")
+    completion_length = min(wanted, model.config.n_positions - longest)
 
     args = GRPOConfig(
         output_dir=str(out / "checkpoints"),
         max_steps=config.max_steps,
         per_device_train_batch_size=config.batch_size,
         num_generations=config.num_generations,
-        max_completion_length=config.max_completion_length or completion_budget(task_config.answer_format),
+        max_completion_length=completion_length,
         learning_rate=config.learning_rate,
         beta=config.beta,
         temperature=config.temperature,
