@@ -357,6 +357,30 @@ def sae(
         typer.echo(f"wrote {out}/sae (SAELens layout) and {out}/sae_features.json")
 
 
+@app.command()
+def experiment(
+    config: Annotated[str, typer.Argument(help="YAML with task / sft / rl / analysis / experiment sections")],
+    out: OutOpt = "runs/lm/experiment",
+    quick: Annotated[bool, typer.Option("--quick", help="tiny sizes, same stages: a few minutes")] = False,
+    arms: Annotated[str | None, typer.Option("--arms", help="comma-separated arms to run (default: all)")] = None,
+) -> None:
+    """The whole SFT-vs-RL study: datasets, SFT (two regimes), RL arms x seeds, evaluation, circuits, report.
+    Resumable: run it again with the same --out to continue where it stopped."""
+    with lm_errors():
+        from reasonlens.lm.experiment.runner import Plan, run_experiment
+
+        if not Path(config).is_file():
+            raise LMError(f"config file {config} does not exist")
+        plan = Plan.from_sections(read_yaml(config) or {})
+        plan = plan.quick() if quick else plan
+        selected = _split_list(arms)
+        plan.select(selected)  # an unknown arm stops here, before the study folder is made
+        results = run_experiment(plan, out, selected, log=typer.echo)
+        for name, arm in results["arms"].items():
+            cells = ", ".join(f"{s.removeprefix('ood_')} {v['mean']:.3f}" for s, v in arm["splits"].items())
+            typer.echo(f"  {name:<16} {cells}")
+
+
 def command(name: str):
     """The click command behind ``reasonlens lm NAME`` (what ``scripts/py/*.py`` run as a program)."""
     return typer.main.get_command(app).commands[name]

@@ -1,6 +1,6 @@
-"""Intervals and rank statistics shared by the analyses: the Wilson interval of a proportion, the paired
-bootstrap of a difference of means, and the ROC AUC of a score (written here: three short formulas, where
-scipy / scikit-learn would be a dependency for one call each)."""
+"""Intervals and rank statistics shared by the analyses: the Wilson interval of a proportion, the
+t-interval of a mean over a few seeds, the paired bootstrap of a difference of means, and the ROC AUC of a
+score (written here: short formulas, where scipy / scikit-learn would be a dependency for one call each)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,23 @@ def wilson_interval(successes: int, count: int, z: float = 1.96) -> tuple[float,
     centre = (p + z * z / (2 * count)) / (1 + z * z / count)
     half = z * math.sqrt(p * (1 - p) / count + z * z / (4 * count * count)) / (1 + z * z / count)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# two-sided 95% quantiles of Student's t by degrees of freedom (beyond the table: the normal's 1.96)
+T_95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131)
+
+
+def t_interval(values) -> tuple[float, float]:
+    """95% t-interval of the mean of ``values`` (e.g. one accuracy per seed); a single value gives (v, v)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"t_interval needs a non-empty 1-D sample, got shape {values.shape}")
+    mean = float(values.mean())
+    if len(values) == 1:
+        return mean, mean
+    df = len(values) - 1
+    half = (T_95[df - 1] if df <= len(T_95) else 1.96) * float(values.std(ddof=1)) / math.sqrt(len(values))
+    return mean - half, mean + half
 
 
 def paired_bootstrap(a, b, samples: int = 2000, seed: int = 0) -> tuple[float, float]:
