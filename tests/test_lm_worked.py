@@ -25,9 +25,13 @@ def worked_example(rule: Rule, cards, threshold: int) -> dict:
 def test_worked_answer_text():
     example = worked_example(Rule("sum_a_minus_b", ("RED",), ("BLUE",)), [("RED", 3), ("BLUE", 5), ("GREEN", 9)], 1)
     assert example["prompt"].endswith("Cards:\nRED 3\nBLUE 5\nGREEN 9\n\nWork:") and is_worked(example["prompt"])
-    assert example["completion"] == "\nRED 3 +3 =3\nBLUE 5 -5 =-2\nGREEN 9 skip =-2\ntotal -2 <= 1\nAnswer: SMALL"
+    assert example["completion"] == (
+        "\nrule sum RED minus BLUE\nRED 3 +3 =3\nBLUE 5 -5 =-2\nGREEN 9 skip =-2\ntotal -2 <= 1\nAnswer: SMALL"
+    )
     count = worked_example(Rule("count_predicate", (), (), "odd", "count"), [("RED", 3), ("BLUE", 4)], 0)
-    assert count["completion"] == "\nRED 3 +1 =1\nBLUE 4 skip =1\ntotal 1 > 0\nAnswer: BIG"
+    assert count["completion"] == "\nrule count odd\nRED 3 +1 =1\nBLUE 4 skip =1\ntotal 1 > 0\nAnswer: BIG"
+    rule = Rule("sum_colour_predicate", ("GREEN",), (), "gt_5")
+    assert worked_example(rule, [("GREEN", 7)], 3)["completion"].startswith("\nrule sum GREEN greater than 5\n")
     assert not is_worked(make_example(TaskConfig(), random.Random(0))["prompt"])
 
 
@@ -37,6 +41,7 @@ def test_worked_answers_parse_back_into_the_labels(distribution):
     for _ in range(200):
         example = make_example(WORKED, rng, distribution)
         worked = parse_worked(example["completion"])
+        assert worked["rule"] == example["rule_line"]
         assert worked["cards"] == list(zip(example["colours"], example["numbers"], strict=True))
         assert worked["selected"] == example["selected"]
         assert worked["contributions"] == example["contributions"]
@@ -59,6 +64,10 @@ def test_a_wrong_step_is_scored_apart_from_the_answer():
     }
     assert (
         score_completion(wrong_step, example)["correct"] and not score_completion(wrong_step, example)["steps_correct"]
+    )
+    wrong_rule = right.replace("rule sum RED", "rule sum BLUE")  # misread rule, steps and answer right
+    assert (
+        score_completion(wrong_rule, example)["correct"] and not score_completion(wrong_rule, example)["steps_correct"]
     )
     wrong_answer = right.replace("Answer: BIG", "Answer: SMALL")
     assert score_completion(wrong_answer, example)["steps_correct"] is True  # the steps are all right ...
@@ -111,11 +120,11 @@ def test_analyses_look_at_the_decision_after_the_worked_steps():
     tokenizer = train_tokenizer(e["prompt"] + e["completion"] for e in examples)
     example = worked_example(Rule("sum_colour", ("RED",)), [("RED", 3), ("BLUE", 5), ("RED", 4)], 5)
     text = decision_text(example)
-    assert text == example["prompt"] + "\nRED 3 +3 =3\nBLUE 5 skip =3\nRED 4 +4 =7\ntotal 7 > 5\nAnswer:"
+    assert text == example["prompt"] + "\nrule sum RED\nRED 3 +3 =3\nBLUE 5 skip =3\nRED 4 +4 =7\ntotal 7 > 5\nAnswer:"
     prompts = PromptSet.build(tokenizer, [example, *examples[:3]], 192)
     row = prompts.input_ids[0][prompts.attention_mask[0].bool()]
     assert tokenizer.decode(row) == text
     assert tokenizer.decode(prompts.input_ids[0, prompts.positions["final"][0]]) == ":"
     assert tokenizer.decode(prompts.input_ids[0, prompts.positions["cards_end"][0]]) == "4"
     assert tokenizer.decode([int(prompts.correct[0])]) == " BIG"
-    assert tokenizer.convert_ids_to_tokens(row.tolist()).count("RED") == 5  # rule, two cards, two work lines
+    assert tokenizer.convert_ids_to_tokens(row.tolist()).count("RED") == 6  # rule, two cards, rule line, two work lines

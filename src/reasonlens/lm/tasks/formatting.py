@@ -10,15 +10,20 @@ The prompt keeps three explicit blocks (rule, cards, answer)::
     Answer:
 
 The completion is `` BIG`` / `` SMALL`` (``answer_format="label"``) or `` 12 BIG`` (``"total_label"``).
-With ``"worked"`` the prompt ends in ``Work:`` instead, and the completion writes out the intermediate labels,
-one card per line (its contribution and the running total, or ``skip`` for a card the rule does not select),
-the comparison with the threshold, and the same answer line::
+With ``"worked"`` the prompt ends in ``Work:`` instead, and the completion writes out the intermediate labels:
+the rule in one canonical line (what is aggregated, which colours are added and subtracted, the number
+condition), one card per line (its contribution and the running total, or ``skip`` for a card the rule does
+not select), the comparison with the threshold, and the same answer line::
 
     Work:
+    rule sum RED
     RED 3 +3 =3
     BLUE 5 skip =3
     total 3 <= 7
     Answer: SMALL
+
+(``rule sum RED minus BLUE``, ``rule count odd``, ``rule sum GREEN greater than 5``: the words of the
+prompt, so a paraphrased rule must be read into the same line.)
 
 Each rule family has two in-distribution phrasings and one held-out paraphrase (the ``paraphrase`` OOD
 set), and so does the threshold sentence.
@@ -80,6 +85,16 @@ def rule_text(rule: Rule, threshold: int, template: int) -> str:
     return f"{sentence} {THRESHOLD_TEMPLATES[template].format(T=threshold)}"
 
 
+def rule_line(rule: Rule) -> str:
+    """The worked format's canonical statement of ``rule``: ``rule sum RED minus BLUE``."""
+    words = ["rule", rule.aggregate, *rule.add]
+    if rule.subtract:
+        words += ["minus", *rule.subtract]
+    if rule.predicate:
+        words.append(predicate_text(rule.predicate))
+    return " ".join(words)
+
+
 WORK_CUE = "Work:"  # the last prompt line of the worked format (the others end in "Answer:")
 
 
@@ -106,13 +121,13 @@ def decision_text(example: dict) -> str:
 
 
 def format_answer(label: str, total: int, answer_format: str, worked: dict | None = None) -> str:
-    """The completion; ``worked`` (the worked format only) holds ``cards``, ``selected``, ``contributions``
-    and ``threshold``."""
+    """The completion; ``worked`` (the worked format only) holds ``rule`` (its :func:`rule_line`), ``cards``,
+    ``selected``, ``contributions`` and ``threshold``."""
     if answer_format == "label":
         return f" {label}"
     if answer_format == "total_label":
         return f" {total} {label}"
-    lines, running = [], 0
+    lines, running = [worked["rule"]], 0
     for (colour, number), selected, contribution in zip(
         worked["cards"], worked["selected"], worked["contributions"], strict=True
     ):
@@ -128,6 +143,7 @@ _ANSWER = re.compile(r"^\s*(?:(-?\d+)\s+)?(BIG|SMALL)\b")
 _FINAL = re.compile(r"^Answer: (BIG|SMALL)$", re.MULTILINE)
 _TOTAL = re.compile(r"^total (-?\d+) (>|<=) (-?\d+)$", re.MULTILINE)
 _CARD = re.compile(r"^(\S+) (-?\d+) (?:([+-]\d+)|skip) =(-?\d+)$")
+_RULE = re.compile(r"^rule (.+)$")
 
 
 def parse_answer(text: str) -> tuple[int | None, str | None]:
@@ -145,13 +161,14 @@ def parse_answer(text: str) -> tuple[int | None, str | None]:
 
 
 def parse_worked(text: str) -> dict | None:
-    """The intermediate labels a worked answer states — ``cards``, ``selected``, ``contributions``,
-    ``running`` (totals after each card), ``total``, ``threshold``, ``label`` — or None if it does not parse."""
+    """The intermediate labels a worked answer states — ``rule`` (the canonical line), ``cards``, ``selected``,
+    ``contributions``, ``running`` (totals after each card), ``total``, ``threshold``, ``label`` — or None if
+    it does not parse."""
     lines = text.strip("\n").split("\n")
-    if len(lines) < 2:
+    if len(lines) < 3 or not _RULE.match(lines[0]):
         return None
     cards, selected, contributions, running = [], [], [], []
-    for line in lines[:-2]:
+    for line in lines[1:-2]:
         match = _CARD.match(line)
         if not match:
             return None
@@ -164,6 +181,7 @@ def parse_worked(text: str) -> dict | None:
     if not total or not final:
         return None
     return {
+        "rule": lines[0],
         "cards": cards,
         "selected": selected,
         "contributions": contributions,
@@ -175,15 +193,16 @@ def parse_worked(text: str) -> dict | None:
 
 
 def worked_steps_right(text: str, example: dict) -> bool:
-    """Does the worked answer ``text`` state every intermediate label of ``example`` correctly (cards copied,
-    selection, contributions, running totals, total and threshold)?"""
+    """Does the worked answer ``text`` state every intermediate label of ``example`` correctly (the rule line,
+    cards copied, selection, contributions, running totals, total and threshold)?"""
     worked = parse_worked(text)
     if worked is None:
         return False
     cards = list(zip(example["colours"], example["numbers"], strict=True))
     running = [sum(example["contributions"][: i + 1]) for i in range(len(cards))]
     return (
-        worked["cards"] == cards
+        worked["rule"] == example["rule_line"]
+        and worked["cards"] == cards
         and worked["selected"] == list(example["selected"])
         and worked["contributions"] == list(example["contributions"])
         and worked["running"] == running

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 
 from reasonlens.lm.config.task_config import COLOUR_FAMILIES, TaskConfig
-from reasonlens.lm.tasks.formatting import N_ID_TEMPLATES, format_answer, format_prompt, rule_text
+from reasonlens.lm.tasks.formatting import N_ID_TEMPLATES, format_answer, format_prompt, rule_line, rule_text
 from reasonlens.lm.tasks.rules import Rule, family_index, sample_rule
 
 
@@ -82,6 +82,7 @@ def make_example(
     label = "BIG" if labels["total"] > threshold else "SMALL"
     sentence = rule_text(rule, threshold, template)
     worked = {
+        "rule": rule_line(rule),
         "cards": cards,
         "selected": labels["selected"],
         "contributions": labels["contributions"],
@@ -95,6 +96,7 @@ def make_example(
         "family_id": family_index(rule.family),
         "rule": rule.name,
         "rule_text": sentence,
+        "rule_line": worked["rule"],
         "template": template,
         "threshold": threshold,
         "colours": [c for c, _ in cards],
