@@ -241,3 +241,16 @@ def test_a_fall_after_the_peak_counts_only_beyond_the_intervals():
     assert curve_summary(curve([0.5, 0.8, 0.5], 10), 10)["splits"]["ood"]["falls_after_peak"] is False
     summary = curve_summary(curve([0.5, 0.8, 0.7], 300), 300)["splits"]["ood"]
     assert (summary["peak_step"], summary["peak"], summary["last"]) == (200, 0.8, 0.7)
+
+
+@pytest.mark.slow
+def test_the_documented_quick_study_runs(tmp_path):
+    """docs/lm.md's `--quick` command on the CPU config (a few minutes on 2 cores)."""
+    config = Path(__file__).parents[1] / "configs" / "lm_experiment_cpu.yaml"
+    out = tmp_path / "quick"
+    result = CliRunner().invoke(app, ["lm", "experiment", str(config), "--out", str(out), "--quick"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["arms"].keys() == {"grpo_id_early", "grpo_id_late", "grpo_mix_late", "sft_more_late"}
+    assert all(arm["seeds"] == 3 for arm in results["arms"].values())
+    assert (out / "report.html").is_file() and results["circuits"] is not None

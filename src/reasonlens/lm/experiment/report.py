@@ -4,6 +4,7 @@ file with its figures embedded, beside results.json."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,11 @@ def _cell(entry: dict | None) -> str:
         return "–"
     low, high = entry["interval"]
     return f"{entry['mean']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _layer_order(label: str) -> int:
+    """Residual-stream labels in depth order: ``emb`` before ``L0``, ``L1``, ..."""
+    return -1 if label == "emb" else int(label.removeprefix("L"))
 
 
 def plot_curves(curves: dict, path: Path) -> Path | None:
@@ -84,6 +90,13 @@ def write_report(results: dict, out: Path) -> Path:
             ),
         )
     )
+    separated = [f for f in results["findings"] if f["separated"]]
+    items = "".join(
+        f"<li>{html.escape(f['arm'])} vs {html.escape(f['against'])} on {html.escape(f['split'])}: "
+        f"{f['difference']:+.3f}</li>"
+        for f in separated
+    )
+    sections.append(("Findings: differences whose intervals separate", f"<ul>{items}</ul>" if items else "<p>none</p>"))
     curves = plot_curves(results["sft_curves"], figures / "sft_curves.png")
     if curves:
         sections.append(("Accuracy along SFT (large and small-data regimes)", curves))
@@ -129,6 +142,15 @@ def write_report(results: dict, out: Path) -> Path:
             {"comparison": k, **{arm: c["jaccard"].get(k) for arm, c in circuits["comparisons"].items()}} for k in keys
         ]
         sections.append(("Top-head Jaccard (start vs arm; and ID vs OOD within a model)", table_html(rows)))
+        rows = []
+        for name, model in circuits["models"].items():
+            last = max((r["layer"] for r in model["probes"]), default=None, key=_layer_order)
+            for target in dict.fromkeys(r["target"] for r in model["probes"]):
+                scores = {
+                    r["split"]: r["score"] for r in model["probes"] if r["target"] == target and r["layer"] == last
+                }
+                rows.append({"model": name, "target": target, "layer": last, **scores})
+        sections.append(("Probes at the decision (last layer; accuracy or R²)", table_html(rows)))
         rows = [
             {"model": name, **{k: v for k, v in m["sae"].items() if not isinstance(v, dict)}}
             for name, m in circuits["models"].items()
