@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from reasonlens.lm.experiment.runner import control_steps, stage_seconds
 from reasonlens.utils.stats import t_interval, wilson_interval
 
 
@@ -169,8 +170,6 @@ def circuit_summary(out: Path) -> dict | None:
 
 
 def collect_results(plan, out: Path) -> dict:
-    from reasonlens.lm.experiment.runner import control_steps, stage_seconds
-
     out = Path(out)
     arms, starts = arm_table(plan, out), start_table(plan, out)
     curves = {

@@ -211,6 +211,7 @@ def run_experiment(
     plan: Plan, out: str | Path, arms: list[str] | None = None, log: Callable[[str], None] = print
 ) -> dict:
     """Run (or resume) every stage of ``plan`` into ``out``; return the results (also in results.json)."""
+    # the stages import the trainers (transformers, trl) and read this module's layout helpers
     from reasonlens.lm.experiment import stages
     from reasonlens.lm.experiment.report import write_report
     from reasonlens.lm.experiment.results import collect_results

@@ -13,6 +13,7 @@ from reasonlens.lm.analysis.probing import run_probes
 from reasonlens.lm.analysis.sae_features import run_sae_analysis
 from reasonlens.lm.analysis.weight_updates import weight_updates
 from reasonlens.lm.config.experiment_config import ArmConfig
+from reasonlens.lm.experiment.runner import control_steps, start_checkpoint
 from reasonlens.lm.models.conversion import to_hooked_transformer
 from reasonlens.lm.models.lm_loader import load_checkpoint
 from reasonlens.lm.tasks.dataset import build_sft_datasets, load_datasets, save_datasets
@@ -76,8 +77,6 @@ def run_arm(plan, arm: ArmConfig, seed: int, data: Path, start: Path, folder: Pa
             rl["mix"] = arm.mix
         run_rl(plan.task, rl, start, datasets=built)
         return
-    from reasonlens.lm.experiment.runner import control_steps
-
     steps = control_steps(plan)
     samples = steps * plan.sft.batch_size
     order = random.Random(f"control-{seed}").sample(range(len(built["train"])), min(samples, len(built["train"])))
@@ -103,8 +102,6 @@ def arm_checkpoint(folder: Path) -> Path:
 
 def circuits(plan, out: Path, arm_names: list[str], folder: Path) -> None:
     """Per analysed arm (on ``circuit_seed``) and its start: ablation, probes and SAE; then start vs arm."""
-    from reasonlens.lm.experiment.runner import start_checkpoint
-
     experiment = plan.experiment
     seed = experiment.circuit_seed if experiment.circuit_seed is not None else experiment.seeds[0]
     built = load(out / "data")
