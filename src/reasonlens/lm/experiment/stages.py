@@ -22,8 +22,6 @@ from reasonlens.lm.training.rl_trainer import run_rl
 from reasonlens.lm.training.sft_trainer import run_sft
 from reasonlens.utils.io import write_json
 
-TRAIN_SAMPLE = 300  # training examples scored at each kept step: does the model fit what it trained on?
-
 
 def datasets(plan, folder: Path) -> None:
     save_datasets(build_sft_datasets(plan.task), folder / "set", plan.task)
@@ -38,7 +36,8 @@ def load(data: Path, n_train: int | None = None):
 
 
 def _curve(plan, run: Path, built) -> None:
-    """Accuracy at every kept step on a sample of the training set, the ID test set and every OOD set."""
+    """Accuracy at every kept step on the first training examples (does the model fit what it trained
+    on?), the ID test set and every OOD set: ``curve_examples`` of each."""
     splits = ["train", "test", *(name for name in built if name.startswith("ood_"))]
     evaluate_steps(run, built, splits, plan.experiment.curve_examples, out=run / "curve.json")
 
@@ -48,7 +47,7 @@ def _train_sft(plan, built, folder: Path, **fields) -> None:
     sft.update(output_dir=str(folder), eval_examples=plan.experiment.eval_examples, **fields)
     sft["keep_steps"] = sorted({*sft["keep_steps"], sft["max_steps"]})  # the curve ends at the last step
     run_sft(plan.task, sft, datasets=built)
-    _curve(plan, folder, {**built, "train": built["train"].select(range(min(TRAIN_SAMPLE, len(built["train"]))))})
+    _curve(plan, folder, built)
 
 
 def sft_large(plan, data: Path, folder: Path) -> None:
