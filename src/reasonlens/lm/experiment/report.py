@@ -42,8 +42,13 @@ def plot_curves(curves: dict, path: Path) -> Path | None:
     return save_figure(figure, path)
 
 
+def compared_models(results: dict) -> dict:
+    """The start checkpoints and the arms, in that order: the rows of the accuracy figure and table."""
+    return {f"start {k}": v for k, v in results["starts"].items()} | results["arms"]
+
+
 def plot_arms(results: dict, path: Path) -> Path | None:
-    models = {f"start {k}": v for k, v in results["starts"].items()} | results["arms"]
+    models = compared_models(results)
     if not models:
         return None
     splits = list(next(iter(models.values()))["splits"])
@@ -117,7 +122,7 @@ def write_report(results: dict, out: Path) -> Path:
     arms = plot_arms(results, figures / "arms.png")
     if arms:
         sections.append(("Arms: ID and OOD accuracy", arms))
-        models = {f"start {k}": v for k, v in results["starts"].items()} | results["arms"]
+        models = compared_models(results)
         splits = list(next(iter(models.values()))["splits"])
         rows = [{"model": name, **{s: _cell(m["splits"].get(s)) for s in splits}} for name, m in models.items()]
         sections.append(("Accuracy: mean [95% interval]", table_html(rows, ["model", *splits])))
