@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from datasets import Dataset
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from datasets import Dataset
 from reasonlens.lm.config.task_config import TaskConfig
 from reasonlens.lm.config.training_config import RLConfig
 from reasonlens.lm.envs.text_game_env import TextGameEnv
