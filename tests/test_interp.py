@@ -3,6 +3,8 @@ the source, causality, batched == looped, one cache entry per call, hooks remove
 hand-written hooks and with the sweep; spec parsing, validation and fuzzing; cache and result round trips."""
 
 import json
+import math
+import random
 
 import numpy as np
 import pytest
@@ -30,8 +32,9 @@ from reasonlens.interp import (
     validate,
 )
 from reasonlens.interp.hooks import SitePatch
+from reasonlens.interp.rows import row_masks, single_row_patch
 from reasonlens.interp.spec import from_mapping
-from reasonlens.interp.sweep import run_looped, single_row_patch
+from reasonlens.interp.sweep import run_looped
 
 
 class Step(nn.Module):
@@ -388,8 +391,8 @@ def test_apply_takes_spec_strings_and_records_alike():
 
 def test_apply_one_source_row_serves_every_row_and_mean_reads_the_reference():
     adapter = ToyAdapter()
-    _, one_source = run_captured(adapter, [5])
     _, three_sources = run_captured(adapter, [5, 5, 5])
+    one_source = three_sources.select_rows([0])  # the same values (a batch of one may round differently)
     patched_one = run_applied(adapter, [0, 1, 2], "step@3", source=one_source)
     patched_three = run_applied(adapter, [0, 1, 2], "step@3", source=three_sources)
     assert torch.equal(patched_one, patched_three)
@@ -452,3 +455,38 @@ def test_apply_checks_the_source_cache():
         run_applied(adapter, [0, 1, 2], "step@7", source=two_rows)
     with pytest.raises(InterpError, match="holds 2 rows of step@0 but the patched run has 3"):
         run_applied(adapter, [0, 1, 2], "step", source=two_rows)
+
+
+def per_row_mask(shape, intervention):
+    """The engine's former one-mask-per-row construction (Python per row), the reference for row_masks."""
+    if len(shape) < 2:
+        mask = torch.zeros(shape, dtype=torch.bool)
+        mask[slice(None) if intervention.units is None else list(intervention.units)] = True
+        return mask
+    mask = torch.zeros((shape[0], math.prod(shape[1:])), dtype=torch.bool)
+    positions = slice(None) if intervention.positions is None else torch.tensor(intervention.positions)
+    units = slice(None) if intervention.units is None else torch.tensor(intervention.units)
+    if isinstance(positions, slice) or isinstance(units, slice):
+        mask[positions, units] = True
+    else:
+        mask[positions[:, None], units] = True
+    return mask.reshape(shape)
+
+
+@pytest.mark.parametrize("shape", [(7, 3, 4), (7, 12), (12,)])
+def test_vectorised_row_masks_equal_the_per_row_masks(shape):
+    rng = random.Random(0)
+    has_sequence = len(shape) >= 2
+    units = math.prod(shape[1:]) if has_sequence else shape[0]
+
+    def some(n):
+        return None if rng.random() < 0.3 else tuple(sorted(rng.sample(range(n), rng.randint(1, n))))
+
+    selections, expected = [], torch.zeros((10, *shape), dtype=torch.bool)
+    for row in range(10):
+        for _ in range(rng.randint(1, 3)):  # several interventions on one row are OR-ed
+            intervention = Intervention("s", positions=some(shape[0]) if has_sequence else None, units=some(units))
+            selections.append((row, intervention))
+            expected[row] |= per_row_mask(shape, intervention)
+    assert torch.equal(row_masks(shape, selections, 10, "cpu"), expected)
+    assert row_masks(shape, [(0, Intervention("s")), (1, Intervention("s"))], 2, "cpu") is None  # whole rows

@@ -5,7 +5,7 @@ exception; a run under :func:`intervene` fails if a requested call never happene
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -27,8 +27,12 @@ class SitePatch:
 
 
 @contextlib.contextmanager
-def _hooks(model: nn.Module, per_module: dict[str, list], on_call) -> Iterator[dict[str, int]]:
-    counters = {path: 0 for path in per_module}
+def call_hooks(
+    model: nn.Module, per_module: dict[str, list], on_call, start_calls: Mapping[str, int] | None = None
+) -> Iterator[dict[str, int]]:
+    """Forward hooks on the modules ``per_module`` names: ``on_call(path, call index, output)`` may return a
+    new output. Call indices count per module from ``start_calls`` (default 0); removed on exit."""
+    counters = {path: (start_calls or {}).get(path, 0) for path in per_module}
     handles = []
     for path in per_module:
         module = model.get_submodule(path)
@@ -66,16 +70,20 @@ def capture(
                     cache.put(site, k, value.cpu() if to_cpu else value)
         return None
 
-    with _hooks(model, per_module, on_call):
+    with call_hooks(model, per_module, on_call):
         yield cache
 
 
 @contextlib.contextmanager
 def intervene(
-    model: nn.Module, patches: Iterable[SitePatch], aliases: dict[str, Alias] | None = None
+    model: nn.Module,
+    patches: Iterable[SitePatch],
+    aliases: dict[str, Alias] | None = None,
+    start_calls: Mapping[str, int] | None = None,
 ) -> Iterator[None]:
     """Apply the patches during the runs inside the block. On a clean exit, every requested site call
-    must have happened (else :class:`InterpError`)."""
+    must have happened (else :class:`InterpError`). ``start_calls`` ({module path: calls}) numbers a run
+    that resumes part-way (:mod:`reasonlens.interp.prefix`): the module's next call is that number."""
     per_module: dict[str, list[tuple[SitePatch, Alias | None]]] = {}
     for patch in patches:
         path, _, alias = resolve(model, patch.site, aliases)
@@ -94,7 +102,7 @@ def intervene(
                 output = patch.apply(output, k)
         return output
 
-    with _hooks(model, per_module, on_call):
+    with call_hooks(model, per_module, on_call, start_calls):
         yield
     for patches_of_module in per_module.values():
         for patch, _ in patches_of_module:

@@ -30,7 +30,12 @@ class PatchResult:
         return float(self.patched[metric]) - float(self.baseline[metric])
 
     def scalar_metrics(self) -> list[str]:
-        return [k for k, v in self.baseline.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        """The numeric metrics both runs have (an attribution estimate holds only the one it estimates)."""
+        return [
+            k
+            for k, v in self.baseline.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k in self.patched
+        ]
 
     def to_dict(self) -> dict:
         data = asdict(self)
