@@ -13,12 +13,19 @@ from conftest import assert_real_picture, tiny_hrm_config, train_tiny_sudoku
 
 from reasonlens.hrm import IGNORE_LABEL_ID, TRM, HRMACTv1, export_official_checkpoint, load_checkpoint
 from reasonlens.hrm.analysis.adapter import HRMAdapter, call_index, hrm_aliases
-from reasonlens.hrm.analysis.patching import ActivationPatcher, build_experiments, level_interventions, sweep
+from reasonlens.hrm.analysis.patching import (
+    ActivationPatcher,
+    build_experiments,
+    level_interventions,
+    run_patch_sweep,
+    sweep,
+)
 from reasonlens.hrm.data.sudoku import SudokuBuildConfig, build_sudoku_dataset
 from reasonlens.hrm.evaluation.rollout import halting_at
 from reasonlens.interp import InterpError, capture, intervene
+from reasonlens.interp.attribution import agreement
 from reasonlens.interp.hooks import SitePatch
-from reasonlens.interp.sweep import single_row_patch
+from reasonlens.interp.rows import single_row_patch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -258,6 +265,27 @@ def test_seed_batch_command(tiny_run, tmp_path):
         str(tmp_path / "otm"),
     )
     assert proc.returncode == 0 and json.loads((tmp_path / "otm" / "summary.json").read_text())["num_experiments"] == 4
+
+
+def test_batch_sweep_by_attribution_screens_like_exact_patching(tiny_run, tmp_path):
+    adapter = HRMAdapter.from_checkpoint(tiny_run / "run", device="cpu")
+    levels, steps = ["H", "L", "both"], ["all", "0", "1"]
+    estimated = run_patch_sweep(
+        adapter, 5, levels, steps, output_dir=tmp_path / "a", method="attribution", log=lambda *_: None
+    )
+    run_patch_sweep(adapter, 5, levels, steps, output_dir=tmp_path / "e", log=lambda *_: None)
+    assert estimated["method"] == "attribution" and estimated["metric"] == "label_log_prob"
+    assert (tmp_path / "a" / "label_log_prob_change.png").exists() and (tmp_path / "e" / "accuracy_change.png").exists()
+    experiments = build_experiments(adapter, 5, levels, steps)
+    exact_rows = sweep(adapter, experiments)
+    estimated_rows = sweep(adapter, experiments, method="attribution")
+    exact_changes = [r.change("label_log_prob") for r in exact_rows]
+    estimated_changes = [r.change("label_log_prob") for r in estimated_rows]
+    assert agreement(exact_changes, estimated_changes)["spearman"] > 0.3  # a screen, not a coin toss
+    assert exact_changes != pytest.approx(estimated_changes)  # an estimate, not the exact value
+    with pytest.raises(InterpError, match="--method must be one of exact, attribution"):
+        run_patch_sweep(adapter, 3, ["H"], ["all"], output_dir=tmp_path / "x", method="gradient")
+    assert not (tmp_path / "x").exists()
 
 
 def test_official_checkpoints_and_shape_mismatch(tiny_run, tmp_path):

@@ -37,7 +37,8 @@ OPS = ("patch", "zero", "mean")
 
 class QNetAdapter:
     """The engine's view of a Q-network on a fixed tensor of observations: row i is observation i;
-    the metric is the Q-values and the greedy action."""
+    the metric is the Q-values and the greedy action. Resumable points (:mod:`reasonlens.interp.prefix`):
+    the input of each layer of ``q_net``, so a patch of ``q_net.2`` recomputes ``q_net.2`` onwards only."""
 
     def __init__(self, agent: Agent, observations: torch.Tensor):
         self.agent = agent
@@ -50,6 +51,25 @@ class QNetAdapter:
 
     def run(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(batch["obs"])
+
+    def run_points(self, batch: dict[str, torch.Tensor], at_point) -> torch.Tensor:
+        """:meth:`run` with point i (state: ``x``, the input of layer i of ``q_net``) before each layer."""
+        layers = self.model.q_net  # QNetwork.forward: q_net(extract_features(obs))
+        x = self.model.extract_features(batch["obs"], self.model.features_extractor)
+        handles = [  # prepended: a point is before any other hook counts the layer's call
+            layer.register_forward_pre_hook(lambda _, args: at_point({"x": args[0]}), prepend=True) for layer in layers
+        ]
+        try:
+            return layers(x)  # the Sequential itself runs, so hooks on it see its call
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def run_from(self, batch: dict[str, torch.Tensor], point: int, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = state["x"]
+        for layer in list(self.model.q_net)[point:]:
+            x = layer(x)
+        return x
 
     def score(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"q_values": outputs.float(), "action": outputs.argmax(-1)}

@@ -20,6 +20,15 @@ step starts from; ``z_H@s`` is what step s's answer is read from). For HRM that 
 ``H_level`` / ``L_level`` call of step s. Patching ``z_H@s`` therefore changes step s's output and every
 later step. Positions are positions of the state: the puzzle-embedding prefix first
 (:attr:`HRMAdapter.prefix_len` slots), then the puzzle's cells.
+
+**Resumable points** (:mod:`reasonlens.interp.prefix`; sweeps resume each patched row from the last one
+before its first patched call). HRM-ACT-v1, TRM and the transformer baseline: the start of every ACT
+step and the moment before every latent update in it — one ACT step is the update schedule of
+:func:`latent_updates` (HRM and TRM: ``(L × L_cycles, H) × H_cycles``; the baseline: ``H × H_cycles``),
+so a patch at ``z_H@s`` recomputes only step s's last H-update and the steps after it. The rollout that
+stops at these points (:meth:`HRMAdapter.run_points`) makes the same module calls in the same order as
+the model's own forward and gives bit-identical outputs (tested). Other inner models (study variants)
+resume at the start of each ACT step only, through the model's own forward.
 """
 
 from __future__ import annotations
@@ -31,13 +40,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reasonlens.hrm.data.format import DatasetError, load_split
+from reasonlens.hrm.data.format import IGNORE_LABEL_ID, DatasetError, load_split
 from reasonlens.hrm.data.sampler import collate_examples
 from reasonlens.hrm.evaluation.rollout import halting_at
 from reasonlens.hrm.evaluation.scoring import score_predictions
-from reasonlens.hrm.models.baselines import TransformerACT
-from reasonlens.hrm.models.hrm_act_v1 import ACTModel
-from reasonlens.hrm.models.trm import TRM
+from reasonlens.hrm.models.baselines import TransformerACT, TransformerInner
+from reasonlens.hrm.models.hrm_act_v1 import ACTModel, Carry, HRMInner, InnerCarry
+from reasonlens.hrm.models.trm import TRM, TRMInner
 from reasonlens.hrm.training.checkpoint import load_checkpoint
 from reasonlens.hrm.training.run_dataset import dataset_of_run
 from reasonlens.interp import Alias, InterpError, probe_sites
@@ -75,6 +84,20 @@ def call_index(model: ACTModel, module: str, step: int, h_cycle: int = 0, l_cycl
     raise InterpError(
         f"{module!r} runs once per ACT step or is not a reasoning module; use inner.L_level / inner.H_level"
     )
+
+
+def latent_updates(model: ACTModel) -> list[tuple[str, str]] | None:
+    """One eval ACT step's latent updates in order, as (module attribute of ``inner``, kind): ``low``
+    is ``z_L = net(z_L, z_H + x)``, ``high`` is ``z_H = net(z_H, z_L)``, ``input`` is ``z_H = net(z_H, x)``.
+    None for an inner model whose recursion this does not know."""
+    c, kind = model.config, type(model.inner)
+    if kind is HRMInner:
+        return ([("L_level", "low")] * c.L_cycles + [("H_level", "high")]) * c.H_cycles
+    if kind is TRMInner:
+        return ([("L_level", "low")] * c.L_cycles + [("L_level", "high")]) * c.H_cycles
+    if kind is TransformerInner:
+        return [("H_level", "input")] * c.H_cycles
+    return None
 
 
 class HRMAdapter:
@@ -138,9 +161,111 @@ class HRMAdapter:
                 carry, outputs = self.model(carry, batch)
         return outputs["logits"]
 
+    # -- resumable points (see the module docstring) ------------------------------------------------
+
+    def run_points(self, batch: dict[str, torch.Tensor], at_point) -> torch.Tensor:
+        """:meth:`run`, calling ``at_point(state)`` at every resumable point."""
+        if latent_updates(self.model) is None:
+            return self._steps_from(batch, 0, None, at_point)
+        return self._updates_from(batch, 0, self._first_state(batch), at_point)
+
+    def run_with_grad(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """:meth:`run` with the gradient through every latent update and ACT step (the model's own forward
+        runs all but the last update of a step without it and detaches the carry), for attribution patching."""
+        if latent_updates(self.model) is None:
+            raise InterpError(
+                f"gradients through every cycle need a known recursion; {type(self.model.inner).__name__} "
+                "is not HRM-ACT-v1, TRM or the transformer baseline — use exact patching"
+            )
+        return self._updates_from(batch, 0, self._first_state(batch), None)
+
+    def _first_state(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What the first ACT step starts from: every slot reset to the initial states."""
+        inner, batch_size = self.model.inner, batch["inputs"].shape[0]
+        halted = torch.ones(batch_size, dtype=torch.bool, device=self.device)
+        start = inner.reset_carry(halted, inner.empty_carry(batch_size, self.device))
+        return self._state(start.z_H, start.z_L)
+
+    def run_from(self, batch: dict[str, torch.Tensor], point: int, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        if latent_updates(self.model) is None:
+            return self._steps_from(batch, point, state, None)
+        return self._updates_from(batch, point, state, None)
+
+    @staticmethod
+    def _state(z_H, z_L, x=None) -> dict[str, torch.Tensor]:
+        state = {"z_H": z_H} if z_L is None else {"z_H": z_H, "z_L": z_L}
+        return state if x is None else {**state, "x": x}
+
+    def _updates_from(self, batch, point: int, state: dict, at_point) -> torch.Tensor:
+        """Eval ACT steps as latent updates. Points per step: its start (state z_H, z_L), then before each
+        update (state z_H, z_L and the step's input injection x): point = step·(updates + 1) + j."""
+        inner, updates = self.model.inner, latent_updates(self.model)
+        per_step = len(updates) + 1
+        first_step, j = divmod(point, per_step)
+        z_H, z_L, x = state["z_H"], state.get("z_L"), state.get("x")
+        for step in range(first_step, self.max_steps):
+            resumed_inside = step == first_step and j > 0
+            if not resumed_inside:
+                if at_point is not None:
+                    at_point(self._state(z_H, z_L))
+                x = inner.input_embeddings(batch["inputs"], batch["puzzle_identifiers"])  # (B, P + S, D)
+            if not resumed_inside:
+                cos_sin = inner.cos_sin()
+            else:  # the rotary table is read without a module call: that call was made before the point
+                cos_sin = inner.rotary_emb.forward() if hasattr(inner, "rotary_emb") else None
+            for index, (name, kind) in enumerate(updates):
+                if resumed_inside and index < j - 1:
+                    continue
+                if at_point is not None:
+                    at_point(self._state(z_H, z_L, x))
+                net = getattr(inner, name)
+                if kind == "low":
+                    z_L = net(z_L, z_H + x, cos_sin)
+                elif kind == "high":
+                    z_H = net(z_H, z_L, cos_sin)
+                else:
+                    z_H = net(z_H, x, cos_sin)
+            logits = inner.lm_head(z_H)[:, inner.puzzle_emb_len :]  # (B, S, V): the prefix positions dropped
+            inner.q_head(z_H[:, 0])  # called as the model does, so later calls keep their indices
+        return logits
+
+    def _steps_from(self, batch, step: int, state: dict | None, at_point) -> torch.Tensor:
+        """Eval ACT steps through the model's own forward; points at the start of steps 1.. (state: the
+        carry's latent states; a resumed carry holds the batch's rows, as every carry after step 0 does)."""
+        if state is None:
+            carry = self.model.initial_carry(batch)
+        else:
+            step += 1  # point p is the start of ACT step p + 1
+            batch_size = batch["inputs"].shape[0]
+            carry = Carry(
+                InnerCarry(state["z_H"], state.get("z_L")),
+                steps=torch.full((batch_size,), step, dtype=torch.int32, device=self.device),
+                halted=torch.zeros(batch_size, dtype=torch.bool, device=self.device),
+                current_data=dict(batch),
+            )
+        with halting_at(self.model, self.max_steps):
+            for index in range(step, self.max_steps):
+                if index > 0 and at_point is not None:
+                    at_point(self._state(carry.inner_carry.z_H, carry.inner_carry.z_L))
+                carry, outputs = self.model(carry, batch)
+        return outputs["logits"]
+
     def score(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        scores = score_predictions(logits.argmax(-1), batch["labels"])
-        return {"accuracy": scores.accuracy, "exact": scores.exact.float(), "correct": scores.correct}
+        """Token accuracy, exact solve and per-cell correctness of the last step's answer, and
+        ``label_log_prob`` — the mean log-probability of the labels over the scored cells, the smooth
+        metric attribution patching differentiates."""
+        labels = batch["labels"]
+        scores = score_predictions(logits.argmax(-1), labels)
+        scored = labels != IGNORE_LABEL_ID  # (B, S)
+        log_probs = torch.log_softmax(logits.float(), -1)  # (B, S, V)
+        label_log_probs = log_probs.gather(-1, labels.long().clamp_min(0)[..., None])[..., 0]  # (B, S, V) -> (B, S)
+        label_log_prob = (label_log_probs * scored).sum(-1) / scored.sum(-1).clamp_min(1)
+        return {
+            "accuracy": scores.accuracy,
+            "exact": scores.exact.float(),
+            "correct": scores.correct,
+            "label_log_prob": label_log_prob,
+        }
 
     def sites(self) -> dict:
         return probe_sites(self.model, lambda: self.run(self.batch([0])), self.aliases)

@@ -13,6 +13,9 @@ token of the right and wrong answers and the absolute index of each named positi
 
 :class:`LMAdapter` is what the engine runs: the logits at the final position, scored as ``logit_diff``
 (right − wrong answer token), ``correct`` (the greedy next token is the right one) and ``p_correct``.
+Its resumable points (:mod:`reasonlens.interp.prefix`) are the residual stream before each block and
+before the final layer norm, so a patch in block l recomputes blocks l.. only (TransformerLens's
+``start_at_layer``; the block-by-block run gives the same logits bit for bit).
 """
 
 from __future__ import annotations
@@ -112,6 +115,21 @@ class LMAdapter:
 
     def run(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = self.model(batch["input_ids"], attention_mask=batch["attention_mask"], padding_side="left")
+        return logits[:, -1].float()
+
+    def run_points(self, batch: dict[str, torch.Tensor], at_point) -> torch.Tensor:
+        """:meth:`run` block by block; point l (state: ``residual``, (B, T, d)) is before block l, point
+        n_layers before the final layer norm."""
+        mask = batch["attention_mask"]
+        residual = self.model(batch["input_ids"], attention_mask=mask, padding_side="left", stop_at_layer=0)
+        for layer in range(self.model.cfg.n_layers):
+            at_point({"residual": residual})
+            residual = self.model(residual, start_at_layer=layer, stop_at_layer=layer + 1, attention_mask=mask)
+        at_point({"residual": residual})
+        return self.run_from(batch, self.model.cfg.n_layers, {"residual": residual})
+
+    def run_from(self, batch: dict[str, torch.Tensor], point: int, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = self.model(state["residual"], start_at_layer=point, attention_mask=batch["attention_mask"])
         return logits[:, -1].float()
 
     def score(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
