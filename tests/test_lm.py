@@ -556,6 +556,22 @@ def test_patching_report_and_last_layer_invariant(hooked, tmp_path):
             assert has_colour(pixels, (5, 48, 97)) and has_colour(pixels, (103, 0, 31))  # RdBu's two ends
 
 
+def test_patching_by_attribution(hooked, tmp_path):
+    model, tokenizer = hooked
+    analysis = ANALYSIS.model_copy(update={"patch_categories": ["paraphrase"], "patch_method": "attribution"})
+    estimated = run_patching(model, tokenizer, TASK, analysis, tmp_path)
+    exact = run_patching(model, tokenizer, TASK, analysis.model_copy(update={"patch_method": "exact"}))
+    assert estimated["method"] == "attribution"
+    estimated_rows, exact_rows = (r["categories"]["paraphrase"]["sites"] for r in (estimated, exact))
+    assert all(r["patched_accuracy"] is None and np.isfinite(r["patched_logit_diff"]) for r in estimated_rows)
+    assert [r["target_logit_diff"] for r in estimated_rows] == pytest.approx(
+        [r["target_logit_diff"] for r in exact_rows]
+    )
+    assert [r["patched_logit_diff"] for r in estimated_rows] != pytest.approx(
+        [r["patched_logit_diff"] for r in exact_rows]
+    )
+
+
 def test_probes_report(hooked, pipeline, tmp_path):
     model, tokenizer = hooked
     config = ANALYSIS.model_copy(update={"splits": ["test", "ood_paraphrase"], "positions": ["final"]})

@@ -61,6 +61,12 @@ def batch_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--mode", choices=["pairwise", "one_to_many"], default="pairwise")
     parser.add_argument("--chunk_size", type=int, default=64, help="experiments per batched forward")
+    parser.add_argument(
+        "--method",
+        choices=["exact", "attribution"],
+        default="exact",
+        help="exact patching, or the attribution estimate of every experiment at once (a screen)",
+    )
     parser.add_argument("--output_dir", default="results/activation_patching_batch", help="where to write results")
     return parser
 
@@ -101,6 +107,8 @@ def main_batch(argv: list[str] | None = None) -> int:
         adapter = HRMAdapter.from_checkpoint(args.checkpoint, args.data, max_steps=args.max_steps, device=args.device)
         levels = [level.strip() for level in args.patch_levels.split(",") if level.strip()]
         steps = [s.strip().replace("+", ",") for s in args.patch_steps_configs.split(",") if s.strip()]
-        run_patch_sweep(adapter, args.num_puzzles, levels, steps, args.mode, args.output_dir, args.chunk_size)
+        run_patch_sweep(
+            adapter, args.num_puzzles, levels, steps, args.mode, args.output_dir, args.chunk_size, method=args.method
+        )
 
     return exit_code(go)

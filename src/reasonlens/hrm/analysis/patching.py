@@ -22,6 +22,7 @@ import torch
 
 from reasonlens.hrm.analysis.adapter import HRMAdapter
 from reasonlens.interp import ActivationCache, Experiment, InterpError, Intervention, PatchResult, apply, validate
+from reasonlens.interp.attribution import attribution_sweep
 from reasonlens.interp.hooks import capture
 from reasonlens.interp.report import board_heatmap, grid_html, heatmap, table_html, write_html_report
 from reasonlens.interp.results import aggregate, save_results
@@ -269,12 +270,24 @@ def build_experiments(
     return experiments
 
 
+METHODS = {"exact": "accuracy", "attribution": "label_log_prob"}  # method -> the metric its report reads
+
+
 def sweep(
-    adapter: HRMAdapter, experiments: Sequence[Experiment], batched: bool = True, chunk_size: int = 64
+    adapter: HRMAdapter,
+    experiments: Sequence[Experiment],
+    batched: bool = True,
+    chunk_size: int = 64,
+    method: str = "exact",
 ) -> list[PatchResult]:
-    runner = run_sweep if batched else run_looped
-    kwargs = {"chunk_size": chunk_size} if batched else {}
-    baselines, patched = runner(adapter, experiments, **kwargs)
+    """Exact patching (batched, or looped as the reference), or the attribution estimate of every
+    experiment's ``label_log_prob`` (:mod:`reasonlens.interp.attribution`)."""
+    if method == "attribution":
+        baselines, patched = attribution_sweep(adapter, experiments, METHODS[method], chunk_size)
+    elif batched:
+        baselines, patched = run_sweep(adapter, experiments, chunk_size=chunk_size)
+    else:
+        baselines, patched = run_looped(adapter, experiments)
     return [
         PatchResult(
             target=e.target, source=e.source, spec=e.spec, baseline=baselines[e.target], patched=p, tags=dict(e.tags)
@@ -292,15 +305,20 @@ def run_patch_sweep(
     output_dir: str | os.PathLike = "results/activation_patching_batch",
     chunk_size: int = 64,
     log=print,
+    method: str = "exact",
 ) -> dict:
     """All (source, target) pairs × levels × step configs through the batched engine; writes one YAML per
-    experiment, results.{json,csv}, summary.json, heatmaps and report.html."""
+    experiment, results.{json,csv}, summary.json, heatmaps and report.html. ``method="attribution"``
+    estimates each experiment's change of ``label_log_prob`` instead (the screen; no per-cell board)."""
     if chunk_size < 1:
         raise InterpError(f"--chunk_size must be >= 1 (experiments per batched forward), got {chunk_size}")
+    if method not in METHODS:
+        raise InterpError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    metric = METHODS[method]
     output_dir = Path(output_dir)
     experiments = build_experiments(adapter, num_puzzles, levels, steps_configs, mode)
     started = time.perf_counter()
-    results = sweep(adapter, experiments, batched=True, chunk_size=chunk_size)
+    results = sweep(adapter, experiments, batched=True, chunk_size=chunk_size, method=method)
     seconds = time.perf_counter() - started
     for stale in (output_dir / "experiments").glob("exp_*_src*_tgt*_steps-*.yaml"):  # a previous sweep's, ours
         stale.unlink()
@@ -311,13 +329,16 @@ def run_patch_sweep(
     save_results(results, output_dir / "results.json")
     save_results(results, output_dir / "results.csv")
 
-    table = aggregate(results, "accuracy", ("level", "steps"))
-    exact = {(r["level"], r["steps"]): r["mean_change"] for r in aggregate(results, "exact", ("level", "steps"))}
-    for row in table:
-        row["mean_exact_change"] = exact[(row["level"], row["steps"])]
+    table = aggregate(results, metric, ("level", "steps"))
+    if method == "exact":
+        exact = {(r["level"], r["steps"]): r["mean_change"] for r in aggregate(results, "exact", ("level", "steps"))}
+        for row in table:
+            row["mean_exact_change"] = exact[(row["level"], row["steps"])]
     disruptive = sorted(table, key=lambda r: r["mean_change"])[:5]
     baseline = float(np.mean([r.baseline["accuracy"] for r in results]))
     summary = {
+        "method": method,
+        "metric": metric,
         "config": {
             "num_puzzles": num_puzzles,
             "levels": list(levels),
@@ -343,58 +364,59 @@ def run_patch_sweep(
             for level in levels
         ]
     )
+    words = metric.replace("_", " ")
     heat = heatmap(
         matrix,
         list(levels),
         [f"steps {s}" for s in steps_configs],
-        output_dir / "accuracy_change.png",
-        "mean accuracy change (patched − baseline)",
+        output_dir / f"{metric}_change.png",
+        f"mean {words} change (patched − baseline{', estimated' if method == 'attribution' else ''})",
         "patch level",
         "patched ACT steps",
-        "Δ accuracy",
+        f"Δ {words}",
     )
-    worst = disruptive[0]
-    worst_results = [r for r in results if r.tags["level"] == worst["level"] and r.tags["steps"] == worst["steps"]]
-    cell_change = np.mean(
-        [np.array(r.patched["correct"], float) - np.array(r.baseline["correct"], float) for r in worst_results], axis=0
-    )
-    board = board_heatmap(
-        adapter.grid(cell_change),
-        output_dir / "cells_most_disruptive.png",
-        f"per-cell change, level {worst['level']}, steps {worst['steps']}",
-        value_label="Δ correct",
-    )
+    columns = ["level", "steps", "mean_change", "std_change", "min_change", "count"]
+    sections = [
+        (
+            "Setup",
+            f"<p>{len(results)} experiments ({mode}, {num_puzzles} puzzles, levels {', '.join(levels)}, "
+            f"steps configs {', '.join(steps_configs)}, {adapter.max_steps} ACT steps; {method} patching of "
+            f"{words}) in {seconds:.1f} s; mean target baseline accuracy {baseline:.4f}. "
+            f"Data: {html.escape(str(adapter.dataset_dir))}</p>",
+        ),
+        (f"Mean {words} change by level and patched steps", heat),
+        (
+            "All configurations",
+            table_html(table, columns[:5] + ["mean_exact_change"] * (method == "exact") + columns[5:]),
+        ),
+    ]
+    if method == "exact":
+        worst = disruptive[0]
+        worst_results = [r for r in results if r.tags["level"] == worst["level"] and r.tags["steps"] == worst["steps"]]
+        cell_change = np.mean(
+            [np.array(r.patched["correct"], float) - np.array(r.baseline["correct"], float) for r in worst_results],
+            axis=0,
+        )
+        board = board_heatmap(
+            adapter.grid(cell_change),
+            output_dir / "cells_most_disruptive.png",
+            f"per-cell change, level {worst['level']}, steps {worst['steps']}",
+            value_label="Δ correct",
+        )
+        sections.append(("Most disruptive: mean per-cell change on the board", board))
     puzzles = "".join(
         f"<div style='display:inline-block;margin:4px'><b>puzzle {i}</b>"
         f"{grid_html(adapter.grid(adapter.arrays.inputs[i] - 1))}</div>"
         for i in range(num_puzzles)
     )
-    write_html_report(
-        output_dir / "report.html",
-        "HRM activation patching",
-        [
-            (
-                "Setup",
-                f"<p>{len(results)} experiments ({mode}, {num_puzzles} puzzles, levels {', '.join(levels)}, "
-                f"steps configs {', '.join(steps_configs)}, {adapter.max_steps} ACT steps) in {seconds:.1f} s; "
-                f"mean target baseline accuracy {baseline:.4f}. Data: {html.escape(str(adapter.dataset_dir))}</p>",
-            ),
-            ("Mean accuracy change by level and patched steps", heat),
-            (
-                "All configurations",
-                table_html(
-                    table, ["level", "steps", "mean_change", "std_change", "min_change", "mean_exact_change", "count"]
-                ),
-            ),
-            ("Most disruptive: mean per-cell change on the board", board),
-            ("Puzzles (inputs; 0 = blank, tokens − 1)", puzzles),
-        ],
-    )
-    log(f"{len(results)} experiments in {seconds:.1f} s; mean target baseline accuracy {baseline:.4f}")
+    sections.append(("Puzzles (inputs; 0 = blank, tokens − 1)", puzzles))
+    write_html_report(output_dir / "report.html", "HRM activation patching", sections)
+    log(f"{len(results)} experiments in {seconds:.1f} s ({method}); mean target baseline accuracy {baseline:.4f}")
     for row in sorted(table, key=lambda r: (r["level"], r["steps"])):
+        exact_part = f"  (exact {row['mean_exact_change']:+.4f})" if method == "exact" else ""
         log(
-            f"  level {row['level']:<4} steps {row['steps']:<8} mean change {row['mean_change']:+.4f} "
-            f"± {row['std_change']:.4f}  (exact {row['mean_exact_change']:+.4f})"
+            f"  level {row['level']:<4} steps {row['steps']:<8} mean {words} change {row['mean_change']:+.4f} "
+            f"± {row['std_change']:.4f}{exact_part}"
         )
     log("most disruptive: " + ", ".join(f"{r['level']}@{r['steps']} ({r['mean_change']:+.4f})" for r in disruptive[:3]))
     log(f"wrote {output_dir}/summary.json, results.json/.csv, experiments/, report.html")

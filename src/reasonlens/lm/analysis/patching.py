@@ -16,7 +16,9 @@ source baseline, the mean patched metric and the **restoration** (patched − ta
 of the mean logit difference (right − wrong answer token): 1 means the patch carries the source's
 behaviour over completely. When the two means are closer than 0.1 logits the ratio is noise and is left
 out; ``mean_abs_change`` (mean |patched − target| per pair) then says how much the site matters, and the
-heatmaps show it instead.
+heatmaps show it instead. With ``patch_method: attribution`` every patched logit difference is the
+first-order estimate (:mod:`reasonlens.interp.attribution`; no patched accuracy) — a screen before exact
+patching.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from reasonlens.interp import Experiment, Intervention, run_sweep
+from reasonlens.interp.attribution import attribution_sweep
 from reasonlens.interp.report import heatmap
 from reasonlens.lm.analysis.hooks import LMAdapter, PromptSet, residual_sites
 from reasonlens.lm.config.analysis_config import PAIRABLE, AnalysisConfig
@@ -130,7 +133,7 @@ def _summary(tags: dict, targets: list[int], sources: list[int], baselines: dict
         "restoration": float((patched_ld - target_ld) / gap) if abs(gap) >= MIN_GAP else None,
         "mean_abs_change": float(np.mean(np.abs(changes))),
         "target_accuracy": float(np.mean([baselines[t]["correct"] for t in targets])),
-        "patched_accuracy": float(np.mean([p["correct"] for p in patched])),
+        "patched_accuracy": float(np.mean([p["correct"] for p in patched])) if "correct" in patched[0] else None,
     }
 
 
@@ -152,7 +155,10 @@ def run_patching(model, tokenizer, task_config: TaskConfig, config: AnalysisConf
                 for tags, intervention in sites
                 for s, t in zip(sources, targets)
             ]
-            base, sweeps[direction] = run_sweep(adapter, experiments, chunk_size=config.batch_size)
+            if config.patch_method == "attribution":
+                base, sweeps[direction] = attribution_sweep(adapter, experiments, "logit_diff", config.batch_size)
+            else:
+                base, sweeps[direction] = run_sweep(adapter, experiments, chunk_size=config.batch_size)
             baselines.update(base)  # each direction's targets are the other's sources
         rows = []
         for direction, (sources, targets) in directions.items():
@@ -162,7 +168,7 @@ def run_patching(model, tokenizer, task_config: TaskConfig, config: AnalysisConf
         id_acc = float(np.mean([baselines[i]["correct"] for i in range(n)]))
         ood_acc = float(np.mean([baselines[i]["correct"] for i in range(n, 2 * n)]))
         results[category] = {"pairs": n, "id_accuracy": id_acc, "ood_accuracy": ood_acc, "sites": rows}
-    report = {"categories": results, "positions": config.patch_positions}
+    report = {"categories": results, "positions": config.patch_positions, "method": config.patch_method}
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_json(out_dir / "patching.json", report)

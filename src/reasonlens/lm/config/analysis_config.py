@@ -33,6 +33,9 @@ class AnalysisConfig(StrictConfig):
     patch_categories: list[str] = Field(default_factory=lambda: list(PAIRABLE))
     patch_pairs: int = Field(100, ge=1)
     patch_positions: int = Field(8, ge=1, description="the last K positions of the prompt are patched one by one")
+    patch_method: Literal["exact", "attribution"] = Field(
+        "exact", description="exact patching, or the attribution estimate of the logit difference (a screen)"
+    )
     # ablation
     ablation_ops: list[Literal["zero", "mean"]] = Field(default_factory=lambda: ["zero", "mean"])
     top_k: int = Field(5, ge=1, description="size of the important-component sets compared by Jaccard")
