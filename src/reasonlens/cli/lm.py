@@ -256,13 +256,21 @@ def patching(
     categories: Annotated[str | None, typer.Option(help="paraphrase,unseen_colour,more_cards")] = None,
     pairs: Annotated[int | None, typer.Option(help="pairs per category")] = None,
     positions: Annotated[int | None, typer.Option(help="last K positions to patch")] = None,
+    method: Annotated[
+        str | None, typer.Option(help="exact (default) or attribution: the first-order estimate, a screen")
+    ] = None,
     device: DeviceOpt = None,
 ) -> None:
     """Patch ID activations into OOD prompts and back, per layer, position, head (batched interp sweeps)."""
     with lm_errors():
         _, task = _load(data)
         cfg = _analysis_config(
-            config, out, patch_categories=_split_list(categories), patch_pairs=pairs, patch_positions=positions
+            config,
+            out,
+            patch_categories=_split_list(categories),
+            patch_pairs=pairs,
+            patch_positions=positions,
+            patch_method=method,
         )
         cfg = cfg.model_copy(update={"device": device or cfg.device})
         model, tokenizer = _hooked(checkpoint, cfg.device)
