@@ -159,7 +159,8 @@ def test_import_official_checkpoint_reproduces_official_outputs(tmp_path):
         carry = model.initial_carry(batch)
         for step in range(cfg["halt_max_steps"]):
             carry, outputs = model(carry, batch)
-            torch.testing.assert_close(outputs["logits"], tensors[f"eval{step}.logits"], rtol=1e-5, atol=1e-6)
+            expected = tensors[f"eval{step}.logits"]  # float32 tolerance of test_official_parity (other CPU kinds)
+            torch.testing.assert_close(outputs["logits"], expected, rtol=1e-5, atol=1e-4 * expected.abs().max().item())
 
 
 def test_seq_len_from_the_dataset_and_latest_step_file(tmp_path):
