@@ -10,6 +10,7 @@ Shapes in the comments: B rows of a batch, R one row's output at a site.
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -156,8 +157,14 @@ def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
 
 def per_row(metrics: dict[str, torch.Tensor]) -> list[dict]:
     """{metric: (B, ...) tensor} -> one {metric: number or list} per row."""
-    columns = {name: values.tolist() for name, values in metrics.items()}
-    return [dict(zip(columns, row)) for row in zip(*columns.values())]
+    names, columns = list(metrics), [values.tolist() for values in metrics.values()]
+    collecting = gc.isenabled()
+    gc.disable()  # tens of thousands of small dicts and lists, no cycles: the collector would rescan them all
+    try:
+        return [dict(zip(names, row)) for row in zip(*columns)]
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def capture_bank(adapter: Adapter, indices: Sequence[int], sites: Iterable[str], chunk_size: int = 64) -> SourceBank:
@@ -228,15 +235,14 @@ def _plan_points(adapter: Adapter, experiments: Sequence[Experiment], targets: l
     if not experiments or not isinstance(adapter, Resumable):
         return [], [None] * len(experiments)
     paths: dict = {}
-    first_of: dict[tuple, dict[str, int]] = {}  # the first patched calls depend only on sites and calls
-    for experiment in experiments:
-        key = tuple((i.site, i.calls) for i in experiment.interventions)
+    keys = [tuple((i.site, i.calls) for i in e.interventions) for e in experiments]  # what the first calls depend on
+    first_of = {}
+    for key, experiment in zip(keys, experiments):
         if key not in first_of:
             first_of[key] = first_calls(experiment.interventions, adapter.model, adapter.aliases, paths)
     prefixes = Prefixes(probe_points(adapter, targets[0], {path for path, _ in paths.values()}))
     point_of = {key: prefixes.point_for(first) for key, first in first_of.items()}
-    points = [point_of[tuple((i.site, i.calls) for i in e.interventions)] for e in experiments]
-    return prefixes.calls_before, points
+    return prefixes.calls_before, [point_of[key] for key in keys]
 
 
 def _run_targets(adapter: Adapter, targets: list[int], keep: set[int], chunk_size: int) -> tuple[dict, dict]:
