@@ -26,7 +26,6 @@ import pandas as pd
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens's patching functions draw progress bars
 
 from lm_patch_sweep import fresh_checkpoint  # benchmarks/ is the script's folder
 from measure import machine, timed
@@ -39,6 +38,8 @@ from reasonlens.lm.models.conversion import to_hooked_transformer
 from reasonlens.lm.tasks.dataset import build_examples
 from reasonlens.lm.tasks.formatting import decision_text
 from reasonlens.utils.io import write_json
+
+patching.tqdm = lambda rows: rows  # its patching functions draw a progress bar per call; the table is the output
 
 
 def clean_and_corrupted(tokenizer, pairs: int, n_ctx: int) -> tuple[PromptSet, int, int]:

@@ -1,6 +1,7 @@
 """Attribution patching (:mod:`reasonlens.interp.attribution`): the estimate is exact where the metric is
 linear in the patched site (every op, position and unit selection, a module called twice), only an
-approximation before a nonlinearity; the HRM's gradient reaches every ACT step; the agreement scores."""
+approximation before a nonlinearity; the HRM's gradient reaches every ACT step and equals finite
+differences; the agreement scores."""
 
 import pytest
 import torch
@@ -110,6 +111,34 @@ def test_hrm_attribution_reaches_every_act_step(tmp_path):
     base, estimated = attribution_sweep(adapter, experiments, logit_sum)
     changes = [e["metric"] - base[1]["metric"] for e in estimated]
     assert all(abs(c) > 0 for c in changes)  # the model's own forward would give 0 before the last step
+
+    # the gradient it uses is the model's: zeroing one unit is estimated as -a * g, and an exact patch that
+    # adds eps to that unit changes the metric by about eps * g (central difference), at every step
+    with torch.inference_mode(), capture(adapter.model, ["z_H", "z_L"], adapter.aliases) as cache:
+        adapter.run(adapter.batch([1]))
+    units = [
+        (site, step, adapter.prefix_len + cell, unit)
+        for site in ("z_H", "z_L")
+        for step in range(3)
+        for cell, unit in ((0, 3), (4, 17))
+    ]
+    zeroed = [
+        Experiment(1, 0, (Intervention(s, positions=(p,), calls=(k,), units=(u,), op="zero"),)) for s, k, p, u in units
+    ]
+    _, estimated = attribution_sweep(adapter, zeroed, logit_sum)
+    eps = 1e-2
+    nudged = [
+        Experiment(1, 1, (Intervention(s, positions=(p,), calls=(k,), units=(u,), op="add", value=sign * eps),))
+        for s, k, p, u in units
+        for sign in (1, -1)
+    ]
+    adapter.score = lambda logits, batch: {"metric": logit_sum({"logits": logits})}
+    _, exact = run_sweep(adapter, nudged)
+    for i, (site, step, position, unit) in enumerate(units):
+        value = cache[(site, step)][0, position, unit].item()
+        gradient = -(estimated[i]["metric"] - base[1]["metric"]) / value
+        difference = (exact[2 * i]["metric"] - exact[2 * i + 1]["metric"]) / (2 * eps)
+        assert difference == pytest.approx(gradient, rel=2e-2, abs=1e-3), (site, step, position, unit)
     study = HRMAdapter(HRMACTv1Study({**config, "state_noise": 0.1}), data, "test", device="cpu")
     with pytest.raises(InterpError, match="known recursion"):
         attribution_sweep(study, experiments, "accuracy")
