@@ -48,6 +48,7 @@ RECIPES: dict[str, dict] = {
     },
     "MiniGrid-LavaCrossingS9N1-v0": {**LAVA_RECIPE, "steps": 250_000},
     "MiniGrid-LavaCrossingS9N2-v0": {**LAVA_RECIPE, "steps": 400_000},
+    "MiniGrid-LavaCrossingS9N3-v0": {**LAVA_RECIPE, "steps": 500_000},
     "MiniGrid-LavaCrossingS11N5-v0": {**LAVA_RECIPE, "steps": 1_000_000},
 }
 
@@ -72,6 +73,7 @@ class AgentConfig(StrictConfig):
     gradient_steps: int = Field(1, ge=1)
     target_update_interval: int = Field(1_000, ge=1)
     exploration_fraction: float = Field(0.25, ge=0, le=1)
+    exploration_initial_eps: float = Field(1.0, ge=0, le=1, description="lower it when starting from weights")
     exploration_final_eps: float = Field(0.05, ge=0, le=1)
     eval_every: int = Field(25_000, ge=1, description="steps between success-rate evaluations")
     eval_episodes: int = Field(100, ge=1)
@@ -79,6 +81,7 @@ class AgentConfig(StrictConfig):
     keep_best: bool = Field(True, description="save the snapshot with the best evaluated success rate")
     test_episodes: int = Field(200, ge=1, description="final test episodes, on seeds disjoint from the evaluations")
     test_seed: int = Field(2_000_000, description="first reset seed of the final test episodes")
+    init_from: str | None = Field(None, description="start from this agent directory's kept weights")
     device: str = "cpu"
 
 

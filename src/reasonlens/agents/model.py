@@ -66,6 +66,7 @@ def dqn_kwargs(config: AgentConfig) -> dict:
         n_steps=config.n_step,
         target_update_interval=config.target_update_interval,
         exploration_fraction=config.exploration_fraction,
+        exploration_initial_eps=config.exploration_initial_eps,
         exploration_final_eps=config.exploration_final_eps,
         policy_kwargs={"net_arch": list(config.net_arch)},
         seed=config.seed,

@@ -10,7 +10,8 @@ and writes an agent directory:
   with the best evaluated success rate (DQN's success rate oscillates during training), else the last;
 - ``policy.safetensors`` — the same snapshot's policy weights, which is what :meth:`Agent.load` reads
   (it rebuilds the DQN from ``config.yaml`` and unpickles nothing: :mod:`reasonlens.agents.model`);
-- ``config.yaml`` — the resolved :class:`AgentConfig`;
+- ``config.yaml`` — the resolved :class:`AgentConfig` (``init_from``: the agent whose kept weights the
+  training started from, e.g. the previous stage of a curriculum, :mod:`reasonlens.agents.curriculum`);
 - ``training_curve.json`` — success rate, mean return and mean length vs training steps;
 - ``evaluation.json`` — the saved agent's success rate on ``test_episodes`` episodes whose seeds are
   disjoint from the evaluation seeds used to pick the snapshot (so the number is not selected on).
@@ -35,7 +36,8 @@ from stable_baselines3.common.logger import Logger
 from reasonlens.agents.agent import AGENT_FILE, CONFIG_FILE, CURVE_FILE, EVAL_FILE, Agent
 from reasonlens.agents.config import AgentConfig
 from reasonlens.agents.envs import check_env_id, make_env
-from reasonlens.agents.model import dqn_kwargs, save_model
+from reasonlens.agents.errors import AgentError
+from reasonlens.agents.model import architecture, dqn_kwargs, read_policy_state, save_model
 from reasonlens.utils.device import resolve_device
 from reasonlens.utils.io import write_json, write_yaml
 
@@ -81,6 +83,22 @@ def build_model(config: AgentConfig) -> DQN:
     return DQN("MlpPolicy", _vec_env(config), **dqn_kwargs(config))
 
 
+def start_from(model: DQN, agent_dir: Path) -> None:
+    """Load another agent's kept policy weights (Q-network and target network) into ``model``; the two
+    Q-networks must have the same shape (observation size, hidden widths, actions)."""
+    if not agent_dir.is_dir():
+        raise AgentError(f"init_from: agent directory not found: {agent_dir}")
+    state, source = read_policy_state(agent_dir)
+    ours = architecture(model.policy.state_dict(), Path("this config"))
+    theirs = architecture(state, source)
+    if ours != theirs:
+        raise AgentError(
+            f"init_from {agent_dir}: its Q-network is {theirs[0]} -> {theirs[1]} -> {theirs[2]}, this config's "
+            f"is {ours[0]} -> {ours[1]} -> {ours[2]}; weights carry over only between equal shapes"
+        )
+    model.policy.load_state_dict(state)
+
+
 class SuccessCurve(BaseCallback):
     """Every ``eval_every`` steps: the greedy success rate appended to ``curve``, logged, and (with
     ``keep_best``) the model saved to ``out/agent.zip`` and ``out/policy.safetensors`` when it beats the best
@@ -118,10 +136,12 @@ def train_agent(config: AgentConfig, out_dir: str | os.PathLike, log: Callable[[
     check_env_id(config.env_id)
     if (out / AGENT_FILE).exists():
         raise FileExistsError(f"{out} already holds an agent ({AGENT_FILE}); choose another --out or delete it")
-    out.mkdir(parents=True, exist_ok=True)
-    write_yaml(out / CONFIG_FILE, config.model_dump())
     torch.manual_seed(config.seed)
     model = build_model(config)
+    if config.init_from is not None:  # checked before anything is written
+        start_from(model, Path(config.init_from))
+    out.mkdir(parents=True, exist_ok=True)
+    write_yaml(out / CONFIG_FILE, config.model_dump())
     curve: list[dict] = []
     started = time.perf_counter()
     callback = SuccessCurve(config, curve, started, out, log)

@@ -61,13 +61,40 @@ def train(
 
 
 @app.command()
+def curriculum(
+    config: Annotated[str, typer.Argument(help="curriculum YAML: seed, base settings, stages (env_id, steps, ...)")],
+    out: Annotated[str, typer.Option("--out", help="curriculum folder to create or resume")],
+    seed: Annotated[int | None, typer.Option(help="training seed (default: the file's)")] = None,
+) -> None:
+    """Train one agent through a curriculum of environments, weights carried from stage to stage; resumable
+    (run it again with the same --out). OUT ends as the last stage's agent directory."""
+    with needs_extra("agents"), user_errors():
+        from reasonlens.agents.curriculum import read_curriculum, train_curriculum
+
+        train_curriculum(read_curriculum(config, seed), out, log=typer.echo)
+
+
+def seed_range(text: str) -> tuple[int, int]:
+    """ "A-B" (inclusive) -> (first seed, episodes)."""
+    first, dash, last = text.partition("-")
+    if not (dash and first.isdigit() and last.isdigit() and int(last) >= int(first)):
+        raise typer.BadParameter(f"--seeds takes FIRST-LAST, e.g. 5000-5199 (got {text!r})")
+    return int(first), int(last) - int(first) + 1
+
+
+@app.command()
 def evaluate(
     agent_dir: Annotated[str, typer.Argument(help="agent directory")],
     episodes: Annotated[int | None, typer.Option(help="episodes (default: the config's test_episodes)")] = None,
     seed: Annotated[int | None, typer.Option(help="first reset seed (default: the config's test_seed)")] = None,
+    seeds: Annotated[str | None, typer.Option(help="reset seeds FIRST-LAST, inclusive (not with --seed)")] = None,
     trust_pickle: Annotated[bool, TRUST_PICKLE] = False,
 ) -> None:
     """Success rate of the agent's greedy policy."""
+    if seeds is not None:
+        if episodes is not None or seed is not None:
+            raise typer.BadParameter("give --seeds, or --seed and --episodes, not both")
+        seed, episodes = seed_range(seeds)
     with needs_extra("agents"), user_errors():
         from reasonlens.agents.agent import Agent
         from reasonlens.agents.train import evaluate_agent
