@@ -1,5 +1,6 @@
-"""Curricula (weights carried between stages, resume after an interrupted stage, bad input) and matching the
-units of two agents (a permuted copy of a network must match back exactly)."""
+"""Curricula (weights carried between stages, resume after an interrupted stage, bad input), matching the
+units of two agents (a permuted copy of a network must match back exactly) and comparing their circuits (a
+planted circuit is found again in the copy, under its new unit numbers, and only there)."""
 
 import json
 
@@ -11,10 +12,10 @@ from typer.testing import CliRunner
 pytest.importorskip("stable_baselines3")
 pytest.importorskip("minigrid")
 
-from agents_helpers import TINY_OVERRIDES, make_agent_dir
+from agents_helpers import TINY_OVERRIDES, make_agent_dir, plant_circuit
 
 from reasonlens.agents.agent import Agent
-from reasonlens.agents.compare import jaccard, match_agents, match_units
+from reasonlens.agents.compare import compare_circuits, jaccard, match_agents, match_units
 from reasonlens.agents.curriculum import CurriculumConfig, read_curriculum, train_curriculum
 from reasonlens.agents.errors import AgentError
 from reasonlens.agents.model import read_policy_state, save_model
@@ -176,3 +177,47 @@ def test_matching_a_dead_unit_and_bad_shapes():
         match_units(a, b[:, :3])
     with pytest.raises(AgentError, match="same two or more inputs"):
         match_units(a, b[:10])
+
+
+@pytest.fixture
+def planted_pair(tmp_path):
+    """A planted circuit (feature 10 -> q_net.0 unit 5 -> q_net.2 unit 9 -> Q(left)) and a permuted copy."""
+    make_agent_dir(tmp_path / "a", "MiniGrid-LavaCrossingS9N1-v0")
+    agent = plant_circuit(tmp_path / "a", feature=10, unit0=5, unit2=9)
+    copy, orders = permuted_copy(agent, tmp_path / "b", torch.Generator().manual_seed(1))
+    clean = torch.zeros(12, 147)
+    clean[:, 10] = torch.linspace(1.0, 3.0, 12)  # left
+    corrupted = clean.clone()
+    corrupted[:, 10] = 0.0  # right
+    return agent, copy, orders, clean, corrupted
+
+
+def test_a_circuit_found_in_one_agent_is_found_again_in_its_permuted_copy(planted_pair):
+    agent, copy, orders, clean, corrupted = planted_pair
+    where = {layer: int(torch.argsort(order)[unit]) for (layer, order), unit in zip(orders.items(), (5, 9))}
+    assert where["q_net.0"] != 5 and where["q_net.2"] != 9  # the permutation moved both units
+    report = compare_circuits(
+        agent, copy, clean, corrupted, {"q_net.2": [9]}, units_b={"q_net.2": [where["q_net.2"]]}, random_sets=10
+    )
+    assert report["units_a_in_b"] == {"q_net.2": [where["q_net.2"]]} and report["jaccard"] == {"q_net.2": 1.0}
+    rates = report["restore_rate"]
+    assert rates["a_own"] == rates["b_matched"] == rates["b_own"] == 1.0
+    assert rates["b_same_indices"] == 0.0 and rates["b_random_mean"] < 0.2  # unit 9 of the copy is another unit
+    assert report["pairs"] == {"a": 12, "b": 12}
+
+
+def test_compare_command(planted_pair, tmp_path):
+    agent, copy, orders, clean, corrupted = planted_pair
+    ids = [f"pair-{i}" for i in range(len(clean))]
+    for name, obs in (("clean_inputs.json", clean), ("corrupted_inputs.json", corrupted)):
+        (agent.path / "activation_inputs").mkdir(exist_ok=True)
+        rows = {i: {"input": o.tolist()} for i, o in zip(ids, obs)}
+        (agent.path / "activation_inputs" / name).write_text(json.dumps(rows))
+    runner = CliRunner()
+    result = runner.invoke(app, ["agents", "compare", str(agent.path), str(copy.path), "--units-a", "q_net.0:5"])
+    assert result.exit_code == 0, result.output
+    assert "b_matched 100.0%" in result.output and "b_same_indices 0.0%" in result.output
+    report = json.loads((agent.path / "patching_results" / "compare_b.json").read_text())
+    assert report["units_a_in_b"] == {"q_net.0": [int(torch.argsort(orders["q_net.0"])[5])]}
+    result = runner.invoke(app, ["agents", "compare", str(agent.path), str(copy.path), "--units-a", "q_net.0:500"])
+    assert result.exit_code == 2 and "out of range" in result.output and "Traceback" not in result.output

@@ -6,6 +6,11 @@ agent A's layer with every unit of agent B's, and the one-to-one assignment that
 correlation (the Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``). A unit that never varies
 on the observations (a dead ReLU input) correlates with nothing (0). With the matching, a unit set found
 in A (say, by the narrowing search) is mapped into B's numbering and compared with B's own set.
+
+:func:`compare_circuits` asks both questions of a unit set found in A: is it B's set (Jaccard after
+matching), and does it work in B — patched from clean into corrupted in B, by B's matched units and by
+the same indices (which only means something for a copy trained from the same initialisation), against
+B's own set and random sets of the same size.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from reasonlens.agents.agent import Agent
 from reasonlens.agents.errors import AgentError
 from reasonlens.agents.extraction import capture_layers
+from reasonlens.agents.neurons import restore_rate
 
 
 def correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -83,3 +89,59 @@ def jaccard(first: list[int], second: list[int]) -> float:
     first_set, second_set = set(first), set(second)
     union = first_set | second_set
     return len(first_set & second_set) / len(union) if union else 1.0
+
+
+def compare_circuits(
+    agent_a: Agent,
+    agent_b: Agent,
+    clean: torch.Tensor,
+    corrupted: torch.Tensor,
+    units_a: dict[str, list[int]],
+    units_b: dict[str, list[int]] | None = None,
+    random_sets: int = 20,
+    seed: int = 0,
+) -> dict:
+    """A's unit set (``units_a``, {layer: neurons}, e.g. found by the narrowing search) against agent B, on
+    the same clean/corrupted pairs: the unit matching of each layer (on every clean and corrupted input),
+    the set in B's numbering and its Jaccard with ``units_b``, and restore rates — A's set in A, in B by
+    matched units, in B by the same indices, B's own set, and the mean of ``random_sets`` random sets of
+    the same sizes in B (the control)."""
+    layers = list(dict.fromkeys([*units_a, *(units_b or {})]))
+    matchings = match_agents(agent_a, agent_b, torch.cat([clean, corrupted]), layers)
+    mapped = {layer: matchings[layer].map_units(units) for layer, units in units_a.items()}
+    a_own, pairs_a = restore_rate(agent_a, clean, corrupted, units_a)
+    b_matched, pairs_b = restore_rate(agent_b, clean, corrupted, mapped)
+    rates = {
+        "a_own": a_own,
+        "b_matched": b_matched,
+        "b_same_indices": restore_rate(agent_b, clean, corrupted, units_a)[0],
+    }
+    if units_b is not None:
+        rates["b_own"] = restore_rate(agent_b, clean, corrupted, units_b)[0]
+    generator = np.random.default_rng(seed)
+    widths = agent_b.layers()
+    random_rates = [
+        restore_rate(
+            agent_b,
+            clean,
+            corrupted,
+            {
+                layer: generator.choice(widths[layer], len(units), replace=False).tolist()
+                for layer, units in mapped.items()
+            },
+        )[0]
+        for _ in range(random_sets)
+    ]
+    rates["b_random_mean"] = float(np.mean(random_rates)) if random_rates else None
+    return {
+        "layers": {layer: matchings[layer].summary() for layer in layers},
+        "units_a": units_a,
+        "units_a_in_b": mapped,
+        "units_b": units_b,
+        "jaccard": None
+        if units_b is None
+        else {layer: jaccard(mapped.get(layer, []), units_b.get(layer, [])) for layer in layers},
+        "restore_rate": {k: round(v, 4) if v is not None else None for k, v in rates.items()},
+        "pairs": {"a": pairs_a, "b": pairs_b},  # the pairs on which each agent acts differently
+        "random_sets": random_sets,
+    }

@@ -175,6 +175,19 @@ class _PairSearch:
         return (actions == self.clean_actions[None]).float().mean(1).tolist()
 
 
+def restore_rate(
+    agent: Agent, clean: torch.Tensor, corrupted: torch.Tensor, units: dict[str, list[int]], chunk_size: int = 8192
+) -> tuple[float, int]:
+    """Patch ``units`` ({layer: neurons}) from clean into corrupted on the pairs where the agent acts
+    differently; (the fraction of those pairs whose patched action is the clean one, how many pairs)."""
+    informative = (agent.q_values(clean).argmax(-1) != agent.q_values(corrupted).argmax(-1)).nonzero().flatten()
+    if len(informative) == 0:
+        raise AgentError("the agent takes the same action on every clean and corrupted input: nothing to restore")
+    search = _PairSearch(agent, clean[informative], corrupted[informative], chunk_size)
+    (rate,) = search.rates([[(agent.check_layer(layer), u) for layer, us in units.items() for u in us]])
+    return rate, len(informative)
+
+
 def narrowing_search(
     agent: Agent,
     clean: torch.Tensor,

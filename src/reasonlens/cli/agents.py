@@ -74,6 +74,68 @@ def curriculum(
         train_curriculum(read_curriculum(config, seed), out, log=typer.echo)
 
 
+@app.command()
+def compare(
+    agent_a: Annotated[str, typer.Argument(help="agent directory whose unit set is given (--units-a)")],
+    agent_b: Annotated[str, typer.Argument(help="agent directory to compare it with")],
+    units_a: Annotated[str, typer.Option("--units-a", help='A\'s unit set, e.g. "q_net.2:5,27,34"')],
+    units_b: Annotated[str | None, typer.Option("--units-b", help="B's own unit set, if found")] = None,
+    clean_inputs: Annotated[str, typer.Option(help="clean input file (path or name in A's inputs)")] = (
+        "clean_inputs.json"
+    ),
+    corrupted_inputs: Annotated[str, typer.Option(help="corrupted input file, same ids")] = "corrupted_inputs.json",
+    random_sets: Annotated[int, typer.Option(help="random unit sets of the same sizes (the control)")] = 20,
+    output: Annotated[
+        str | None, typer.Option(help="JSON to write (default: A/patching_results/compare_<B>.json)")
+    ] = None,
+    trust_pickle: Annotated[bool, TRUST_PICKLE] = False,
+) -> None:
+    """Do two agents share a circuit? Units matched by activation correlation, A's set in B's numbering,
+    and how well it restores the clean action when patched in B (matched, same indices, B's own, random)."""
+    with needs_extra("agents"), user_errors():
+        from pathlib import Path
+
+        from reasonlens.agents.agent import RESULTS_DIR, Agent
+        from reasonlens.agents.compare import compare_circuits
+        from reasonlens.agents.errors import AgentError
+        from reasonlens.agents.experiment import parse_patch_spec
+        from reasonlens.agents.inputs import load_inputs
+        from reasonlens.utils.io import write_json
+
+        first, second = Agent.load(agent_a, trust_pickle=trust_pickle), Agent.load(agent_b, trust_pickle=trust_pickle)
+
+        def unit_set(agent, spec):
+            return {
+                i.site: list(i.units if i.units is not None else range(agent.layers()[i.site]))
+                for i in parse_patch_spec(agent, spec)
+            }
+
+        def observations(name):
+            ids, obs, _ = load_inputs(first.resolve_input(name), first.obs_dim)
+            return ids, obs
+
+        clean_ids, clean = observations(clean_inputs)
+        corrupted_ids, corrupted = observations(corrupted_inputs)
+        if clean_ids != corrupted_ids:
+            raise AgentError("compare pairs inputs by id: the clean and corrupted input files must hold the same ids")
+        report = compare_circuits(
+            first, second, clean, corrupted, unit_set(first, units_a),
+            None if units_b is None else unit_set(second, units_b), random_sets,
+        )  # fmt: skip
+        for layer, summary in report["layers"].items():
+            typer.echo(
+                f"{layer}: matched units' mean correlation {summary['mean_correlation']:.2f} "
+                f"({summary['matched_above_0.9']} of {summary['units']} above 0.9)"
+            )
+        typer.echo(f"A's units in B's numbering: {report['units_a_in_b']}; Jaccard with B's own: {report['jaccard']}")
+        typer.echo(
+            "restore rate: " + ", ".join(f"{k} {v:.1%}" for k, v in report["restore_rate"].items() if v is not None)
+        )
+        path = Path(output) if output else first.path / RESULTS_DIR / f"compare_{second.path.name}.json"
+        write_json(path, report)
+        typer.echo(f"-> {path}")
+
+
 def seed_range(text: str) -> tuple[int, int]:
     """ "A-B" (inclusive) -> (first seed, episodes)."""
     first, dash, last = text.partition("-")
