@@ -10,15 +10,19 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def timed(function, device: torch.device) -> tuple[float, object]:
-    """(seconds, result) of one call."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    out = function()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, out
+def timed(function, device: torch.device, repeats: int = 1) -> tuple[float, object]:
+    """(seconds, result) of one call; with ``repeats``, the median time of that many calls (for calls of
+    a few milliseconds, where one timing is mostly noise)."""
+    seconds = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = function()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return sorted(seconds)[len(seconds) // 2], out
 
 
 def flop_count(function) -> int:
