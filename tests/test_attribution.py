@@ -1,7 +1,7 @@
 """Attribution patching (:mod:`reasonlens.interp.attribution`): the estimate is exact where the metric is
 linear in the patched site (every op, position and unit selection, a module called twice), only an
 approximation before a nonlinearity; the HRM's gradient reaches every ACT step and equals finite
-differences; the agreement scores."""
+differences; the agreement scores; sweeps pause the garbage collector and turn it back on."""
 
 import pytest
 import torch
@@ -153,3 +153,19 @@ def test_agreement_scores():
     assert ties["spearman"] == pytest.approx(1.0)
     with pytest.raises(InterpError):
         agreement([1.0], [1.0])
+
+
+def test_sweeps_pause_the_garbage_collector_and_turn_it_back_on():
+    import gc
+
+    adapter = ChainAdapter()
+    experiments = [Experiment(1, 0, (Intervention("mid", calls=(0,)),))]
+    seen = []
+    score = adapter.score
+    adapter.score = lambda outputs, batch: seen.append(gc.isenabled()) or score(outputs, batch)
+    run_sweep(adapter, experiments)
+    attribution_sweep(adapter, experiments, "margin")
+    assert seen and not any(seen) and gc.isenabled()  # paused while sweeping, on again after
+    with pytest.raises(InterpError):
+        run_sweep(adapter, [Experiment(1, None, (Intervention("mid"),))])  # a patch without a source
+    assert gc.isenabled()

@@ -34,7 +34,7 @@ from reasonlens.interp.hooks import call_hooks
 from reasonlens.interp.rows import NEEDS_SOURCE, SourceBank, row_masks
 from reasonlens.interp.sites import Alias, resolve
 from reasonlens.interp.spec import check_selection
-from reasonlens.interp.sweep import capture_bank, per_row
+from reasonlens.interp.sweep import capture_bank, collector_paused, per_row
 
 ATTRIBUTABLE = ("patch", "resample", "zero", "mean")
 
@@ -80,6 +80,7 @@ def _chunks(items: Sequence, size: int):
         yield items[start : start + size]
 
 
+@collector_paused()
 def attribution_sweep(
     adapter,
     experiments: Sequence,
