@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from measure import machine, timed  # benchmarks/ is the script's folder
 
 from reasonlens.interp import Experiment, run_sweep
 from reasonlens.interp.sweep import run_looped
@@ -51,17 +51,8 @@ def measure(model, tokenizer, pairs: int, chunk_size: int, device: torch.device)
     experiments = [Experiment(pairs + i, i, (intervention,)) for _, intervention in sites for i in range(pairs)]
     adapter = LMAdapter(model, prompts)
 
-    def timed(function):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = function()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start, out
-
-    batched_s, (baselines, batched) = timed(lambda: run_sweep(adapter, experiments, chunk_size=chunk_size))
-    looped_s, (_, looped) = timed(lambda: run_looped(adapter, experiments))
+    batched_s, (baselines, batched) = timed(lambda: run_sweep(adapter, experiments, chunk_size=chunk_size), device)
+    looped_s, (_, looped) = timed(lambda: run_looped(adapter, experiments), device)
     gap = max(abs(a["logit_diff"] - b["logit_diff"]) for a, b in zip(batched, looped))
     effect = np.mean([abs(p["logit_diff"] - baselines[e.target]["logit_diff"]) for p, e in zip(batched, experiments)])
     return {
@@ -96,8 +87,9 @@ def main() -> None:
             f"{row['pairs']:>6} {row['experiments']:>8} {row['batched_s']:>10.3f} {row['looped_s']:>10.3f}"
             f" {row['speedup']:>8.1f}x {row['max_abs_difference']:>9.1e} {row['mean_abs_patch_effect']:>12.3f}"
         )
-    machine = {"device": str(device), "cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
-    write_json(args.out, {"machine": machine, "checkpoint": str(args.checkpoint or f"fresh {args.size}"), "rows": rows})
+    write_json(
+        args.out, {"machine": machine(device), "checkpoint": str(args.checkpoint or f"fresh {args.size}"), "rows": rows}
+    )
     print(f"wrote {args.out}")
     assert all(np.isfinite(r["max_abs_difference"]) and r["max_abs_difference"] < 1e-3 for r in rows)
 
