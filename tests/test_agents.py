@@ -465,6 +465,40 @@ def test_narrowing_search_finds_the_planted_unit(planted):
     assert result.found and result.units == {"q_net.4": [0]}
 
 
+def test_a_found_set_beats_random_sets_of_its_size(planted):
+    agent, clean, corrupted = planted
+    check = neurons.check_unit_set(agent, clean, corrupted, {"q_net.2": [9]}, control_sets=30)
+    assert check["restore_rate"] == 1.0 and check["pairs"] == 12
+    # a random single unit of 128 is unit 9 with chance 1/128: the control restores (almost) nothing
+    rates = neurons.random_control(agent, clean, corrupted, {"q_net.2": [9]}, sets=30)
+    assert len(rates) == 30 and check["random_mean"] == pytest.approx(sum(rates) / 30) and check["random_mean"] < 0.1
+    assert neurons.random_control(agent, clean, corrupted, {"q_net.2": list(range(128))}, sets=3) == [1.0] * 3
+
+
+def test_search_command_checks_the_set_on_held_out_pairs(planted, tmp_path):
+    agent, clean, corrupted = planted
+
+    def write(name, observations):
+        records = {f"pair-{i:04d}": {"input": row.tolist()} for i, row in enumerate(observations)}
+        (agent.path / "activation_inputs").mkdir(exist_ok=True)
+        (agent.path / "activation_inputs" / name).write_text(json.dumps(records))
+
+    write("clean_inputs.json", clean[:8])
+    write("corrupted_inputs.json", corrupted[:8])
+    write("heldout_clean_inputs.json", clean[8:])
+    write("heldout_corrupted_inputs.json", corrupted[8:])
+    args = ["agents", "neurons", "search", "--agent_path", str(agent.path), "--layers", "q_net.2", "--threshold", "1"]
+    heldout = ["--heldout_clean_inputs", "heldout_clean_inputs.json"]
+    result = CliRunner().invoke(app, [*args, *heldout, "--heldout_corrupted_inputs", "heldout_corrupted_inputs.json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((agent.path / "patching_results" / "neurons_search.json").read_text())
+    assert report["units"] == {"q_net.2": [9]}
+    assert report["heldout"]["pairs"] == 4 and report["heldout"]["restore_rate"] == 1.0
+    assert report["searched"]["random_sets"] == 20 and report["heldout"]["random_mean"] < 0.2
+    result = CliRunner().invoke(app, [*args, *heldout])  # half a held-out pair of files
+    assert result.exit_code == 2 and "give both" in result.output
+
+
 def test_ablation_scan_names_the_planted_unit(planted):
     agent, clean, _ = planted
     scan = neurons.ablation_scan(agent, clean, "q_net.0")

@@ -92,6 +92,19 @@ def test_an_interrupted_curriculum_resumes_where_it_stopped(tmp_path, monkeypatc
     assert not list((tmp_path / "c" / "stages").glob(".*partial"))
 
 
+def test_init_seed_fixes_the_initial_weights_apart_from_the_training_seed(tmp_path):
+    def frozen(name, **seeds):  # one stage that never trains: its kept weights are its initial ones
+        stages = [{"env_id": "MiniGrid-Empty-6x6-v0", **FROZEN}]
+        train_curriculum(CurriculumConfig(base=TINY, stages=stages, **seeds), tmp_path / name, log=lambda _: None)
+        return policy(tmp_path / name)
+
+    first, copy, other = frozen("a", seed=3), frozen("b", seed=5, init_seed=3), frozen("c", seed=5)
+    assert all(torch.equal(copy[key], value) for key, value in first.items())
+    assert not torch.equal(other["q_net.q_net.0.weight"], first["q_net.q_net.0.weight"])
+    stage = Agent.load(tmp_path / "b" / "stages" / "0-MiniGrid-Empty-6x6-v0").config
+    assert (stage.seed, stage.init_seed) == (5, 3)
+
+
 def test_curriculum_bad_input_writes_nothing(tmp_path):
     with pytest.raises(AgentError, match="init_from is set by the curriculum"):
         train_curriculum(two_stages(init_from="elsewhere"), tmp_path / "a", log=lambda _: None)

@@ -24,7 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from reasonlens.agents.agent import Agent
 from reasonlens.agents.errors import AgentError
 from reasonlens.agents.extraction import capture_layers
-from reasonlens.agents.neurons import restore_rate
+from reasonlens.agents.neurons import random_control, restore_rate
 
 
 def correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -118,20 +118,7 @@ def compare_circuits(
     }
     if units_b is not None:
         rates["b_own"] = restore_rate(agent_b, clean, corrupted, units_b)[0]
-    generator = np.random.default_rng(seed)
-    widths = agent_b.layers()
-    random_rates = [
-        restore_rate(
-            agent_b,
-            clean,
-            corrupted,
-            {
-                layer: generator.choice(widths[layer], len(units), replace=False).tolist()
-                for layer, units in mapped.items()
-            },
-        )[0]
-        for _ in range(random_sets)
-    ]
+    random_rates = random_control(agent_b, clean, corrupted, mapped, random_sets, seed)
     rates["b_random_mean"] = float(np.mean(random_rates)) if random_rates else None
     return {
         "layers": {layer: matchings[layer].summary() for layer in layers},

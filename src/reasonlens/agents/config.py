@@ -49,7 +49,15 @@ RECIPES: dict[str, dict] = {
     "MiniGrid-LavaCrossingS9N1-v0": {**LAVA_RECIPE, "steps": 250_000},
     "MiniGrid-LavaCrossingS9N2-v0": {**LAVA_RECIPE, "steps": 400_000},
     "MiniGrid-LavaCrossingS9N3-v0": {**LAVA_RECIPE, "steps": 500_000},
-    "MiniGrid-LavaCrossingS11N5-v0": {**LAVA_RECIPE, "steps": 1_000_000},
+    # DQN alone stayed at 0% here; with the shortest-path guide and its margin loss (agents/guide.py): ~90%
+    "MiniGrid-LavaCrossingS11N5-v0": {
+        **LAVA_RECIPE,
+        "steps": 300_000,
+        "eval_every": 50_000,
+        "exploration_fraction": 0.4,
+        "exploration_guide": 1.0,
+        "guide_margin": 1.0,
+    },
 }
 
 
@@ -75,6 +83,10 @@ class AgentConfig(StrictConfig):
     exploration_fraction: float = Field(0.25, ge=0, le=1)
     exploration_initial_eps: float = Field(1.0, ge=0, le=1, description="lower it when starting from weights")
     exploration_final_eps: float = Field(0.05, ge=0, le=1)
+    exploration_guide: float = Field(
+        0.0, ge=0, le=1, description="chance an exploratory action follows the shortest safe path (agents/guide.py)"
+    )
+    guide_margin: float = Field(0.0, ge=0, description="weight of the large-margin loss toward the guide's actions")
     eval_every: int = Field(25_000, ge=1, description="steps between success-rate evaluations")
     eval_episodes: int = Field(100, ge=1)
     eval_seed: int = Field(1_000_000, description="first reset seed of the evaluation episodes")
@@ -82,6 +94,9 @@ class AgentConfig(StrictConfig):
     test_episodes: int = Field(200, ge=1, description="final test episodes, on seeds disjoint from the evaluations")
     test_seed: int = Field(2_000_000, description="first reset seed of the final test episodes")
     init_from: str | None = Field(None, description="start from this agent directory's kept weights")
+    init_seed: int | None = Field(
+        None, description="draw the initial weights with this seed, not `seed` (same init_seed: same start)"
+    )
     device: str = "cpu"
 
 

@@ -38,24 +38,26 @@ from reasonlens.utils.io import OWNER_FILE, FolderError, is_owned, mark_owned, r
 KIND = "agents curriculum"
 PLAN_FILE = "curriculum.yaml"
 STAGES_DIR = "stages"
-FIXED = ("init_from", "seed")  # set by the curriculum itself, not by a stage
+FIXED = ("init_from", "init_seed", "seed")  # set by the curriculum itself, not by a stage
 
 
 class CurriculumConfig(StrictConfig):
     seed: int = 0
+    init_seed: int | None = Field(None, description="the first stage's initial weights (default: from seed)")
     base: dict = Field(default_factory=dict, description="settings for every stage (AgentConfig fields)")
     stages: list[dict] = Field(min_length=1, description="each: env_id and its own settings")
 
 
-def read_curriculum(path: str | os.PathLike, seed: int | None = None) -> CurriculumConfig:
-    """The curriculum in ``path`` (``seed`` overrides its seed), every stage checked."""
+def read_curriculum(path: str | os.PathLike, seed: int | None = None, init_seed: int | None = None) -> CurriculumConfig:
+    """The curriculum in ``path`` (``seed`` and ``init_seed`` override the file's), every stage checked."""
     path = Path(path)
     if not path.is_file():
         raise AgentError(f"curriculum file not found: {path}")
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise AgentError(f"{path}: a curriculum is a mapping with seed, base and stages")
-    curriculum = CurriculumConfig.from_dict({**raw, **({} if seed is None else {"seed": seed})})
+    overrides = {name: value for name, value in (("seed", seed), ("init_seed", init_seed)) if value is not None}
+    curriculum = CurriculumConfig.from_dict({**raw, **overrides})
     stage_configs(curriculum)  # every stage's config is valid before anything trains
     return curriculum
 
@@ -72,7 +74,8 @@ def stage_configs(curriculum: CurriculumConfig) -> list[AgentConfig]:
             raise AgentError(f"stage {k} has no env_id")
         check_env_id(settings["env_id"])
         try:
-            configs.append(config_for(**settings, seed=curriculum.seed))
+            init_seed = curriculum.init_seed if k == 0 else None  # later stages start from the previous one
+            configs.append(config_for(**settings, seed=curriculum.seed, init_seed=init_seed))
         except ConfigError as err:
             raise AgentError(f"stage {k}: {err}") from None
     return configs

@@ -188,6 +188,48 @@ def restore_rate(
     return rate, len(informative)
 
 
+def random_control(
+    agent: Agent,
+    clean: torch.Tensor,
+    corrupted: torch.Tensor,
+    units: dict[str, list[int]],
+    sets: int = 20,
+    seed: int = 0,
+    chunk_size: int = 8192,
+) -> list[float]:
+    """Restore rates of ``sets`` random unit sets with as many units per layer as ``units`` (the control for
+    a found set), on the pairs where the agent acts differently; all sets run as one batched sweep."""
+    informative = (agent.q_values(clean).argmax(-1) != agent.q_values(corrupted).argmax(-1)).nonzero().flatten()
+    if len(informative) == 0 or sets == 0:
+        return []
+    generator, widths = np.random.default_rng(seed), agent.layers()
+    candidates = [
+        [
+            (layer, int(u))
+            for layer, us in units.items()
+            for u in generator.choice(widths[layer], len(us), replace=False)
+        ]
+        for _ in range(sets)
+    ]
+    return _PairSearch(agent, clean[informative], corrupted[informative], chunk_size).rates(candidates)
+
+
+def check_unit_set(
+    agent: Agent, clean: torch.Tensor, corrupted: torch.Tensor, units: dict[str, list[int]], control_sets: int = 20
+) -> dict:
+    """A unit set on (typically held-out) pairs: its restore rate, and the mean and largest restore rate of
+    ``control_sets`` random sets of the same sizes."""
+    rate, pairs = restore_rate(agent, clean, corrupted, units)
+    control = random_control(agent, clean, corrupted, units, control_sets)
+    return {
+        "pairs": pairs,
+        "restore_rate": rate,
+        "random_sets": control_sets,
+        "random_mean": float(np.mean(control)) if control else None,
+        "random_max": float(np.max(control)) if control else None,
+    }
+
+
 def narrowing_search(
     agent: Agent,
     clean: torch.Tensor,

@@ -37,6 +37,7 @@ from reasonlens.agents.agent import AGENT_FILE, CONFIG_FILE, CURVE_FILE, EVAL_FI
 from reasonlens.agents.config import AgentConfig
 from reasonlens.agents.envs import check_env_id, make_env
 from reasonlens.agents.errors import AgentError
+from reasonlens.agents.guide import GuidedDQN
 from reasonlens.agents.model import architecture, dqn_kwargs, read_policy_state, save_model
 from reasonlens.utils.device import resolve_device
 from reasonlens.utils.io import write_json, write_yaml
@@ -80,7 +81,19 @@ def _vec_env(config: AgentConfig):
 
 
 def build_model(config: AgentConfig) -> DQN:
-    return DQN("MlpPolicy", _vec_env(config), **dqn_kwargs(config))
+    """SB3's DQN for ``config`` (:class:`GuidedDQN` with ``exploration_guide``); with ``init_seed`` its initial
+    weights are drawn with that seed, and everything after (exploration, replay sampling) with ``seed``."""
+    kwargs = dqn_kwargs(config)
+    if config.exploration_guide > 0 or config.guide_margin > 0:
+        model_class = GuidedDQN
+        kwargs = {**kwargs, "guide": config.exploration_guide, "margin": config.guide_margin}
+    else:
+        model_class = DQN
+    if config.init_seed is None:
+        return model_class("MlpPolicy", _vec_env(config), **kwargs)
+    model = model_class("MlpPolicy", _vec_env(config), **{**kwargs, "seed": config.init_seed})
+    model.set_random_seed(config.seed)
+    return model
 
 
 def start_from(model: DQN, agent_dir: Path) -> None:

@@ -149,6 +149,11 @@ def finding_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top_k", type=int, default=10, help="diff: units to list")
     parser.add_argument("--op", default="zero", choices=["zero", "mean"], help="ablate: the ablation")
     parser.add_argument("--threshold", type=float, default=0.8, help="search: restore rate to keep")
+    parser.add_argument("--heldout_clean_inputs", help="search: clean inputs not searched on, to check the set")
+    parser.add_argument("--heldout_corrupted_inputs", help="search: their corrupted inputs (same ids)")
+    parser.add_argument(
+        "--control", type=int, default=20, help="search: random unit sets of the found set's sizes (the control)"
+    )
     parser.add_argument("--output", help="JSON to write (default: AGENT/patching_results/neurons_<method>.json)")
     _add_common(parser)
     return parser
@@ -198,6 +203,15 @@ def _find(args) -> None:
         corrupted_ids, corrupted_obs = observations(args.corrupted_inputs)
         if clean_ids != corrupted_ids:
             raise AgentError("search pairs inputs by id: the clean and corrupted input files must hold the same ids")
+        heldout = [args.heldout_clean_inputs, args.heldout_corrupted_inputs]
+        if (heldout[0] is None) != (heldout[1] is None):
+            raise AgentError("give both --heldout_clean_inputs and --heldout_corrupted_inputs, or neither")
+        if args.control < 0:
+            raise AgentError(f"--control is a number of random unit sets, 0 or more; got {args.control}")
+        if heldout[0] is not None:  # read before searching, so a bad file stops at once
+            heldout_clean, heldout_corrupted = (load_inputs(agent.resolve_input(n), agent.obs_dim) for n in heldout)
+            if heldout_clean[0] != heldout_corrupted[0]:
+                raise AgentError("the held-out clean and corrupted input files must hold the same ids")
         result = neurons.narrowing_search(agent, clean_obs, corrupted_obs, layers, args.threshold)
         report = result.to_dict()
         for step in result.trace:
@@ -207,6 +221,20 @@ def _find(args) -> None:
             f"{verdict}: {report['size']} unit(s) {result.spec!r} restore the clean action on "
             f"{result.restore_rate:.1%} of {result.pairs} pairs ({result.pairs_dropped} dropped: same action)"
         )
+        checks = {"searched": (clean_obs, corrupted_obs)}
+        if heldout[0] is not None:
+            checks["heldout"] = (heldout_clean[1], heldout_corrupted[1])
+        for name, (clean_set, corrupted_set) in checks.items():
+            report[name] = check = neurons.check_unit_set(agent, clean_set, corrupted_set, result.units, args.control)
+            control = (
+                ""
+                if check["random_mean"] is None
+                else (
+                    f"; {args.control} random sets of the same sizes: mean {check['random_mean']:.1%}, "
+                    f"best {check['random_max']:.1%}"
+                )
+            )
+            print(f"{name} pairs ({check['pairs']}): the set restores {check['restore_rate']:.1%}{control}")
     output = args.output or agent.path / RESULTS_DIR / f"neurons_{args.method}.json"
     write_json(output, report)
     print(f"-> {output}")

@@ -35,6 +35,7 @@ def train(
     out: Annotated[str, typer.Option("--out", help="agent directory to create")],
     steps: Annotated[int | None, typer.Option(help="environment steps (default: the env's recipe)")] = None,
     seed: Annotated[int, typer.Option(help="training seed")] = 0,
+    init_seed: Annotated[int | None, typer.Option(help="seed of the initial weights (default: --seed)")] = None,
     eval_every: Annotated[int | None, typer.Option(help="steps between success-rate evaluations")] = None,
     eval_episodes: Annotated[int | None, typer.Option(help="episodes per evaluation")] = None,
     n_envs: Annotated[int | None, typer.Option(help="parallel environments")] = None,
@@ -51,6 +52,7 @@ def train(
             env_id,
             steps=steps,
             seed=seed,
+            init_seed=init_seed,
             eval_every=eval_every,
             eval_episodes=eval_episodes,
             n_envs=n_envs,
@@ -65,13 +67,16 @@ def curriculum(
     config: Annotated[str, typer.Argument(help="curriculum YAML: seed, base settings, stages (env_id, steps, ...)")],
     out: Annotated[str, typer.Option("--out", help="curriculum folder to create or resume")],
     seed: Annotated[int | None, typer.Option(help="training seed (default: the file's)")] = None,
+    init_seed: Annotated[
+        int | None, typer.Option(help="seed of the initial weights (default: the file's, else --seed)")
+    ] = None,
 ) -> None:
     """Train one agent through a curriculum of environments, weights carried from stage to stage; resumable
     (run it again with the same --out). OUT ends as the last stage's agent directory."""
     with needs_extra("agents"), user_errors():
         from reasonlens.agents.curriculum import read_curriculum, train_curriculum
 
-        train_curriculum(read_curriculum(config, seed), out, log=typer.echo)
+        train_curriculum(read_curriculum(config, seed, init_seed), out, log=typer.echo)
 
 
 @app.command()
