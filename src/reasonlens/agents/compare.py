@@ -24,7 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from reasonlens.agents.agent import Agent
 from reasonlens.agents.errors import AgentError
 from reasonlens.agents.extraction import capture_layers
-from reasonlens.agents.neurons import random_control, restore_rate
+from reasonlens.agents.neurons import random_unit_sets, restore_rate, restore_rates
 
 
 def correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -110,15 +110,14 @@ def compare_circuits(
     matchings = match_agents(agent_a, agent_b, torch.cat([clean, corrupted]), layers)
     mapped = {layer: matchings[layer].map_units(units) for layer, units in units_a.items()}
     a_own, pairs_a = restore_rate(agent_a, clean, corrupted, units_a)
-    b_matched, pairs_b = restore_rate(agent_b, clean, corrupted, mapped)
-    rates = {
-        "a_own": a_own,
-        "b_matched": b_matched,
-        "b_same_indices": restore_rate(agent_b, clean, corrupted, units_a)[0],
-    }
+    b_sets = [mapped, units_a, *([] if units_b is None else [units_b])]  # one sweep for every set tried in B
+    b_rates, pairs_b = restore_rates(
+        agent_b, clean, corrupted, [*b_sets, *random_unit_sets(agent_b, mapped, random_sets, seed)]
+    )
+    rates = {"a_own": a_own, "b_matched": b_rates[0], "b_same_indices": b_rates[1]}
     if units_b is not None:
-        rates["b_own"] = restore_rate(agent_b, clean, corrupted, units_b)[0]
-    random_rates = random_control(agent_b, clean, corrupted, mapped, random_sets, seed)
+        rates["b_own"] = b_rates[2]
+    random_rates = b_rates[len(b_sets) :]
     rates["b_random_mean"] = float(np.mean(random_rates)) if random_rates else None
     return {
         "layers": {layer: matchings[layer].summary() for layer in layers},

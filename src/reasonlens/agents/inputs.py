@@ -75,6 +75,23 @@ def load_inputs(path: str | os.PathLike, obs_dim: int | None = None) -> tuple[li
     return ids, torch.tensor(rows, dtype=torch.float32), data
 
 
+def load_input_pairs(
+    agent: Agent, clean: str, corrupted: str, wanted: Sequence[str] | None = None
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(ids, clean observations, corrupted observations) of two input files found for ``agent`` (paths or
+    names in its inputs folder), restricted to ``wanted`` ids; the two files must hold the same ids."""
+    loaded = []
+    for name in (clean, corrupted):
+        path = agent.resolve_input(name)
+        ids, observations, _ = load_inputs(path, agent.obs_dim)
+        chosen = select_ids(ids, wanted, str(path))
+        loaded.append((chosen, observations[[ids.index(i) for i in chosen]]))
+    (clean_ids, clean_obs), (corrupted_ids, corrupted_obs) = loaded
+    if clean_ids != corrupted_ids:
+        raise AgentError(f"{clean} and {corrupted} must hold the same ids in the same order: inputs are paired by id")
+    return clean_ids, clean_obs, corrupted_obs
+
+
 def select_ids(ids: Sequence[str], wanted: Sequence[str] | None, where: str) -> list[str]:
     """``wanted`` (all ids if None), each checked to be present."""
     if wanted is None:

@@ -175,17 +175,44 @@ class _PairSearch:
         return (actions == self.clean_actions[None]).float().mean(1).tolist()
 
 
+def informative_pairs(agent: Agent, clean: torch.Tensor, corrupted: torch.Tensor) -> torch.Tensor:
+    """Indices of the pairs on which the agent's greedy action differs between clean and corrupted."""
+    return (agent.q_values(clean).argmax(-1) != agent.q_values(corrupted).argmax(-1)).nonzero().flatten()
+
+
+def restore_rates(
+    agent: Agent,
+    clean: torch.Tensor,
+    corrupted: torch.Tensor,
+    unit_sets: Sequence[dict[str, list[int]]],
+    chunk_size: int = 8192,
+) -> tuple[list[float], int]:
+    """Patch each unit set ({layer: neurons}) from clean into corrupted on the pairs where the agent acts
+    differently, all sets in one batched sweep; (per set, the fraction of those pairs whose patched action
+    is the clean one; how many pairs)."""
+    informative = informative_pairs(agent, clean, corrupted)
+    if len(informative) == 0:
+        raise AgentError("the agent takes the same action on every clean and corrupted input: nothing to restore")
+    candidates = [[(agent.check_layer(layer), u) for layer, us in units.items() for u in us] for units in unit_sets]
+    search = _PairSearch(agent, clean[informative], corrupted[informative], chunk_size)
+    return (search.rates(candidates) if candidates else []), len(informative)
+
+
 def restore_rate(
     agent: Agent, clean: torch.Tensor, corrupted: torch.Tensor, units: dict[str, list[int]], chunk_size: int = 8192
 ) -> tuple[float, int]:
-    """Patch ``units`` ({layer: neurons}) from clean into corrupted on the pairs where the agent acts
-    differently; (the fraction of those pairs whose patched action is the clean one, how many pairs)."""
-    informative = (agent.q_values(clean).argmax(-1) != agent.q_values(corrupted).argmax(-1)).nonzero().flatten()
-    if len(informative) == 0:
-        raise AgentError("the agent takes the same action on every clean and corrupted input: nothing to restore")
-    search = _PairSearch(agent, clean[informative], corrupted[informative], chunk_size)
-    (rate,) = search.rates([[(agent.check_layer(layer), u) for layer, us in units.items() for u in us]])
-    return rate, len(informative)
+    """:func:`restore_rates` of one unit set: (its restore rate, how many pairs)."""
+    (rate,), pairs = restore_rates(agent, clean, corrupted, [units], chunk_size)
+    return rate, pairs
+
+
+def random_unit_sets(agent: Agent, units: dict[str, list[int]], sets: int, seed: int = 0) -> list[dict[str, list[int]]]:
+    """``sets`` random unit sets with as many units per layer as ``units`` (the control for a found set)."""
+    generator, widths = np.random.default_rng(seed), agent.layers()
+    return [
+        {layer: generator.choice(widths[layer], len(us), replace=False).tolist() for layer, us in units.items()}
+        for _ in range(sets)
+    ]
 
 
 def random_control(
@@ -195,32 +222,21 @@ def random_control(
     units: dict[str, list[int]],
     sets: int = 20,
     seed: int = 0,
-    chunk_size: int = 8192,
 ) -> list[float]:
-    """Restore rates of ``sets`` random unit sets with as many units per layer as ``units`` (the control for
-    a found set), on the pairs where the agent acts differently; all sets run as one batched sweep."""
-    informative = (agent.q_values(clean).argmax(-1) != agent.q_values(corrupted).argmax(-1)).nonzero().flatten()
-    if len(informative) == 0 or sets == 0:
+    """Restore rates of :func:`random_unit_sets` of ``units``' sizes (empty when no pair has different actions)."""
+    if sets == 0 or len(informative_pairs(agent, clean, corrupted)) == 0:
         return []
-    generator, widths = np.random.default_rng(seed), agent.layers()
-    candidates = [
-        [
-            (layer, int(u))
-            for layer, us in units.items()
-            for u in generator.choice(widths[layer], len(us), replace=False)
-        ]
-        for _ in range(sets)
-    ]
-    return _PairSearch(agent, clean[informative], corrupted[informative], chunk_size).rates(candidates)
+    return restore_rates(agent, clean, corrupted, random_unit_sets(agent, units, sets, seed))[0]
 
 
 def check_unit_set(
     agent: Agent, clean: torch.Tensor, corrupted: torch.Tensor, units: dict[str, list[int]], control_sets: int = 20
 ) -> dict:
     """A unit set on (typically held-out) pairs: its restore rate, and the mean and largest restore rate of
-    ``control_sets`` random sets of the same sizes."""
-    rate, pairs = restore_rate(agent, clean, corrupted, units)
-    control = random_control(agent, clean, corrupted, units, control_sets)
+    ``control_sets`` random sets of the same sizes (one sweep for all)."""
+    (rate, *control), pairs = restore_rates(
+        agent, clean, corrupted, [units, *random_unit_sets(agent, units, control_sets)]
+    )
     return {
         "pairs": pairs,
         "restore_rate": rate,
@@ -249,9 +265,7 @@ def narrowing_search(
         raise AgentError(f"need equally many clean and corrupted inputs (got {len(clean)} and {len(corrupted)})")
     layers = [agent.check_layer(layer) for layer in layers]
     widths = agent.layers()
-    clean_actions = agent.q_values(clean).argmax(-1)
-    corrupted_actions = agent.q_values(corrupted).argmax(-1)
-    informative = (clean_actions != corrupted_actions).nonzero().flatten()
+    informative = informative_pairs(agent, clean, corrupted)
     dropped = len(clean) - len(informative)
     if len(informative) == 0:
         raise AgentError("the agent takes the same action on every clean and corrupted input: nothing to restore")

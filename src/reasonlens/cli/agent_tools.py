@@ -163,7 +163,7 @@ def _find(args) -> None:
     from reasonlens.agents import neurons
     from reasonlens.agents.agent import RESULTS_DIR
     from reasonlens.agents.extraction import load_activations
-    from reasonlens.agents.inputs import load_inputs, select_ids
+    from reasonlens.agents.inputs import load_input_pairs, load_inputs, select_ids
 
     agent = _agent(args)
     layers = [agent.check_layer(layer) for layer in args.layers] if args.layers else agent.hidden_layers()
@@ -199,19 +199,15 @@ def _find(args) -> None:
             rates = [f"{u}:{found['action_change_rate'][u]:.0%}" for u in top]
             print(f"{layer}: {args.op}-ablating one unit changes the action most for {', '.join(rates)}")
     else:
-        clean_ids, clean_obs = observations(args.clean_inputs)
-        corrupted_ids, corrupted_obs = observations(args.corrupted_inputs)
-        if clean_ids != corrupted_ids:
-            raise AgentError("search pairs inputs by id: the clean and corrupted input files must hold the same ids")
+        _, clean_obs, corrupted_obs = load_input_pairs(agent, args.clean_inputs, args.corrupted_inputs, args.input_ids)
         heldout = [args.heldout_clean_inputs, args.heldout_corrupted_inputs]
         if (heldout[0] is None) != (heldout[1] is None):
             raise AgentError("give both --heldout_clean_inputs and --heldout_corrupted_inputs, or neither")
         if args.control < 0:
             raise AgentError(f"--control is a number of random unit sets, 0 or more; got {args.control}")
+        checks = {"searched": (clean_obs, corrupted_obs)}
         if heldout[0] is not None:  # read before searching, so a bad file stops at once
-            heldout_clean, heldout_corrupted = (load_inputs(agent.resolve_input(n), agent.obs_dim) for n in heldout)
-            if heldout_clean[0] != heldout_corrupted[0]:
-                raise AgentError("the held-out clean and corrupted input files must hold the same ids")
+            checks["heldout"] = load_input_pairs(agent, *heldout)[1:]
         result = neurons.narrowing_search(agent, clean_obs, corrupted_obs, layers, args.threshold)
         report = result.to_dict()
         for step in result.trace:
@@ -221,9 +217,6 @@ def _find(args) -> None:
             f"{verdict}: {report['size']} unit(s) {result.spec!r} restore the clean action on "
             f"{result.restore_rate:.1%} of {result.pairs} pairs ({result.pairs_dropped} dropped: same action)"
         )
-        checks = {"searched": (clean_obs, corrupted_obs)}
-        if heldout[0] is not None:
-            checks["heldout"] = (heldout_clean[1], heldout_corrupted[1])
         for name, (clean_set, corrupted_set) in checks.items():
             report[name] = check = neurons.check_unit_set(agent, clean_set, corrupted_set, result.units, args.control)
             control = (

@@ -102,9 +102,8 @@ def compare(
 
         from reasonlens.agents.agent import RESULTS_DIR, Agent
         from reasonlens.agents.compare import compare_circuits
-        from reasonlens.agents.errors import AgentError
         from reasonlens.agents.experiment import parse_patch_spec
-        from reasonlens.agents.inputs import load_inputs
+        from reasonlens.agents.inputs import load_input_pairs
         from reasonlens.utils.io import write_json
 
         first, second = Agent.load(agent_a, trust_pickle=trust_pickle), Agent.load(agent_b, trust_pickle=trust_pickle)
@@ -115,14 +114,7 @@ def compare(
                 for i in parse_patch_spec(agent, spec)
             }
 
-        def observations(name):
-            ids, obs, _ = load_inputs(first.resolve_input(name), first.obs_dim)
-            return ids, obs
-
-        clean_ids, clean = observations(clean_inputs)
-        corrupted_ids, corrupted = observations(corrupted_inputs)
-        if clean_ids != corrupted_ids:
-            raise AgentError("compare pairs inputs by id: the clean and corrupted input files must hold the same ids")
+        _, clean, corrupted = load_input_pairs(first, clean_inputs, corrupted_inputs)
         report = compare_circuits(
             first, second, clean, corrupted, unit_set(first, units_a),
             None if units_b is None else unit_set(second, units_b), random_sets,
